@@ -1,0 +1,1 @@
+"""ingest: loading, chunking and the bulk ingestion pipeline."""

@@ -1,0 +1,128 @@
+"""The worker side of the pipeline: load, chunk and BM25-tokenise one file.
+
+Kept apart from :mod:`ingest.pipeline` so that spawned parse workers import only what
+parsing needs (no FAISS, SQLAlchemy or torch), which keeps worker start-up short.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.chunk import Chunker
+from ingest.errors import ParseError
+from ingest.load import DocumentLoader
+from rag.records import ChunkDraft
+from rag.text_tokens import bm25_tokens
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParseTask:
+    """One file for a worker: its path and the facts the main process already knows."""
+
+    source: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """A worker's result for a file that parsed: its chunks and their BM25 tokens."""
+
+    source: str
+    sha256: str
+    mime: str
+    size_bytes: int
+    chunks: tuple[ChunkDraft, ...]
+    tokens: tuple[tuple[str, ...], ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    """A worker's result for a file that could not be parsed."""
+
+    source: str
+    sha256: str
+    mime: str
+    size_bytes: int
+    error: str
+
+
+def guess_mime(path: str) -> str:
+    """A MIME type from the file name, ``application/octet-stream`` when unknown."""
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+class FileParser:
+    """Loads, chunks and BM25-tokenises files; one per worker process."""
+
+    def __init__(self, loader: DocumentLoader, chunker: Chunker) -> None:
+        self.loader = loader
+        self.chunker = chunker
+
+    def parse(self, task: ParseTask) -> ParsedFile | ParseFailure:
+        started = time.perf_counter()
+        try:
+            document = self.loader.load(Path(task.source))
+            chunks = tuple(self.chunker.split(document))
+        except ParseError as exc:
+            return ParseFailure(
+                task.source, task.sha256, guess_mime(task.source), task.size_bytes, str(exc)
+            )
+        except Exception as exc:
+            # Any third-party failure on one file (a parser bug, a malformed archive) must
+            # be recorded against that file and never stop the run.
+            logger.exception("unexpected error parsing %s", task.source)
+            return ParseFailure(
+                task.source,
+                task.sha256,
+                guess_mime(task.source),
+                task.size_bytes,
+                f"{task.source}: unexpected {type(exc).__name__} while parsing: {exc}",
+            )
+        if not chunks:
+            return ParseFailure(
+                task.source,
+                task.sha256,
+                document.mime,
+                task.size_bytes,
+                f"{task.source}: no text found in the file",
+            )
+        tokens = tuple(tuple(bm25_tokens(chunk.text)) for chunk in chunks)
+        return ParsedFile(
+            source=task.source,
+            sha256=task.sha256,
+            mime=document.mime,
+            size_bytes=task.size_bytes,
+            chunks=chunks,
+            tokens=tokens,
+            seconds=time.perf_counter() - started,
+        )
+
+
+# Per-process state of a parse worker, set once by the pool initializer: the standard
+# ProcessPoolExecutor pattern for keeping a loaded tokenizer across tasks. The main
+# process never touches it.
+_worker_parser: FileParser | None = None
+
+
+def init_worker(parser: FileParser) -> None:
+    global _worker_parser
+    # Parsing is single-threaded per worker; extra BLAS/tokenizer threads would only
+    # fight the main process's embedding for the same cores.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _worker_parser = parser
+
+
+def parse_in_worker(task: ParseTask) -> ParsedFile | ParseFailure:
+    if _worker_parser is None:
+        raise RuntimeError("parse worker used before its initializer ran")
+    return _worker_parser.parse(task)

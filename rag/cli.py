@@ -1,0 +1,499 @@
+"""The `rag` command line.
+
+Exit codes: 0 everything landed; 1 some files failed (the rest landed) or a check found
+problems; 2 usage errors (bad arguments, unknown knowledge base, bad settings); 3 the
+environment is at fault (catalog unreachable, model missing, lock held too long).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag.catalog import Catalog
+from rag.config import IndexKind, Settings
+from rag.errors import (
+    CatalogError,
+    ConfigError,
+    DocumentNotFoundError,
+    EmbeddingModelError,
+    IndexCorruptError,
+    KnowledgeBaseExistsError,
+    KnowledgeBaseNotFoundError,
+    LockTimeoutError,
+    RagError,
+)
+from rag.knowledge_base import KnowledgeBaseInfo, KnowledgeBases, remove_document
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+
+app = typer.Typer(
+    help="Documents in, grounded answers out: ingest files into knowledge bases and manage them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+kb_app = typer.Typer(
+    help="Create, inspect, check, rebuild and delete knowledge bases.", no_args_is_help=True
+)
+docs_app = typer.Typer(
+    help="List and remove the documents of a knowledge base.", no_args_is_help=True
+)
+app.add_typer(kb_app, name="kb")
+app.add_typer(docs_app, name="docs")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+T = TypeVar("T")
+
+
+class _Context:
+    """What the root callback builds once and every command reads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog(settings.catalog_url)
+        self.kbs = KnowledgeBases(settings, self.catalog)
+
+
+def _state(ctx: typer.Context) -> _Context:
+    state = ctx.obj
+    if not isinstance(state, _Context):
+        raise RuntimeError("the root callback did not run")
+    return state
+
+
+def _exit_code(exc: RagError) -> int:
+    if isinstance(
+        exc,
+        KnowledgeBaseNotFoundError | KnowledgeBaseExistsError | DocumentNotFoundError | ConfigError,
+    ):
+        return EXIT_USAGE
+    if isinstance(exc, CatalogError | EmbeddingModelError | LockTimeoutError | IndexCorruptError):
+        return EXIT_ENVIRONMENT
+    # Ingest errors at run level (a path that matches nothing) are usage errors too.
+    return EXIT_USAGE
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run a command body, turning a RagError into one clear line and an exit code."""
+    try:
+        return action()
+    except RagError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(_exit_code(exc)) from exc
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Where catalog and indexes live (default: $RAG_HOME or a per-user data dir).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Documents in, grounded answers out."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Some libraries (bm25s) set DEBUG on their own loggers; filter at the handler too.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
+    # Nothing in this product may reach a model hub at run time; say so to the libraries
+    # (before they are imported). Our own progress bar replaces the libraries' ones.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        settings = Settings.load(home=home)
+    except ValidationError as exc:
+        err.print(f"[bold red]error:[/] invalid settings: {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] invalid settings: {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    ctx.obj = _Context(settings)
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+class _RichProgress:
+    """Shows a progress bar over files while an ingest runs."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: Any = None
+
+    def started(self, total_files: int) -> None:
+        self._task = self._progress.add_task("ingesting", total=total_files)
+
+    def file_done(self, source: str, outcome: str) -> None:
+        if self._task is not None:
+            self._progress.update(
+                self._task, advance=1, description=f"{outcome:>8} {Path(source).name[:40]}"
+            )
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, folders (recursive) or glob patterns.")
+    ],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to fill (created if new).")],
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune", help="Remove documents under the given folders whose files are gone."
+        ),
+    ] = False,
+    embedding: Annotated[
+        str | None,
+        typer.Option("--embedding", help="Embedding model for a new base (name or local path)."),
+    ] = None,
+    index: Annotated[
+        IndexKind | None, typer.Option("--index", help="FAISS index kind for a new base.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=0, help="Parse worker processes (0: in-process).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Parse, chunk, embed and index files into a knowledge base."""
+    from ingest.pipeline import IngestPipeline
+
+    state = _state(ctx)
+    settings = state.settings
+    if workers is not None:
+        settings = settings.model_copy(update={"parse_workers": workers})
+    pipeline = IngestPipeline(settings, KnowledgeBases(settings, state.catalog))
+
+    def run() -> IngestSummary:
+        if as_json or not sys.stderr.isatty():
+            return pipeline.run(
+                paths, kb=kb, prune=prune, embedding_model=embedding, index_kind=index
+            )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            return pipeline.run(
+                paths,
+                kb=kb,
+                prune=prune,
+                embedding_model=embedding,
+                index_kind=index,
+                progress=_RichProgress(bar),
+            )
+
+    summary = _guard(run)
+    if as_json:
+        data = asdict(summary)
+        data["failures"] = [{"source": s, "error": e} for s, e in summary.failures]
+        data["chunks_per_second"] = round(summary.chunks_per_second, 2)
+        data["files_per_second"] = round(summary.files_per_second, 3)
+        _print_json(data)
+    else:
+        _print_summary(summary)
+    raise typer.Exit(EXIT_PARTIAL if summary.files_failed else EXIT_OK)
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    title = f"ingest into {summary.kb}" + (" (new)" if summary.kb_created else "")
+    table = Table(title=title, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("count", justify="right")
+    rows = [
+        ("files new", str(summary.files_new)),
+        ("files updated", str(summary.files_updated)),
+        ("files skipped (unchanged)", str(summary.files_skipped)),
+        ("files failed", str(summary.files_failed)),
+        ("files removed (--prune)", str(summary.files_removed)),
+        ("chunks added", str(summary.chunks_added)),
+        ("chunks removed", str(summary.chunks_removed)),
+        ("seconds", f"{summary.seconds:.1f}"),
+        ("chunks/s", f"{summary.chunks_per_second:.1f}"),
+        ("files/s", f"{summary.files_per_second:.2f}"),
+    ]
+    for what, count in rows:
+        table.add_row(what, count)
+    out.print(table)
+    for source, error in summary.failures:
+        err.print(f"[red]failed[/] {source}: {error}", highlight=False)
+
+
+# -- kb -------------------------------------------------------------------------------------
+
+
+@kb_app.command("create")
+def kb_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name of the new knowledge base.")],
+    embedding: Annotated[
+        str | None, typer.Option("--embedding", help="Embedding model (name or local path).")
+    ] = None,
+    index: Annotated[IndexKind | None, typer.Option("--index", help="FAISS index kind.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an empty knowledge base (ingest creates one on first use too)."""
+    from rag.embed import SentenceTransformerEmbedder
+
+    state = _state(ctx)
+    model = embedding or state.settings.embedding_model
+
+    def run() -> KnowledgeBaseInfo:
+        dimension = SentenceTransformerEmbedder(model, device=state.settings.device).dimension
+        return state.kbs.create(
+            name, embedding_model=model, embedding_dim=dimension, index_kind=index
+        )
+
+    info = _guard(run)
+    if as_json:
+        _print_json(asdict(info))
+    else:
+        kind = index or state.settings.index_kind
+        out.print(f"created knowledge base [bold]{name}[/] ({model}, {kind})")
+
+
+@kb_app.command("list")
+def kb_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List knowledge bases."""
+    state = _state(ctx)
+    infos = _guard(state.kbs.list_all)
+    if as_json:
+        _print_json([asdict(i) for i in infos])
+        return
+    if not infos:
+        out.print("no knowledge bases yet; create one with `rag ingest PATH --kb NAME`")
+        return
+    table = Table()
+    for column in ("name", "documents", "failed", "chunks", "embedding", "index", "updated"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row(
+            info.name,
+            str(info.documents),
+            str(info.failed_documents),
+            str(info.chunks),
+            info.embedding_model,
+            info.index_kind,
+            info.updated_at.strftime("%Y-%m-%d"),
+        )
+    out.print(table)
+
+
+@kb_app.command("show")
+def kb_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one knowledge base: model, index, counts and the last ingest run."""
+    state = _state(ctx)
+    info = _guard(lambda: state.kbs.get(name))
+    run = _guard(lambda: state.kbs.latest_run(name))
+    last_run = None
+    if run is not None:
+        last_run = {
+            "status": run.status,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "files_new": run.files_new,
+            "files_updated": run.files_updated,
+            "files_skipped": run.files_skipped,
+            "files_failed": run.files_failed,
+            "files_removed": run.files_removed,
+            "chunks_added": run.chunks_added,
+            "seconds": run.seconds,
+        }
+    if as_json:
+        _print_json({**asdict(info), "last_run": last_run})
+        return
+    table = Table(show_header=False, title=f"knowledge base {name}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in asdict(info).items():
+        table.add_row(key, str(value))
+    if last_run is not None:
+        table.add_row(
+            "last run",
+            f"{last_run['status']}: {last_run['files_new']} new, {last_run['files_updated']} "
+            f"updated, {last_run['files_skipped']} skipped, {last_run['files_failed']} failed, "
+            f"{last_run['chunks_added']} chunks in {last_run['seconds']:.1f} s",
+        )
+    out.print(table)
+
+
+@kb_app.command("delete")
+def kb_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a knowledge base with its documents and indexes."""
+    state = _state(ctx)
+    info = _guard(lambda: state.kbs.get(name))
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print("[bold red]error:[/] refusing to delete without confirmation; pass --yes")
+            raise typer.Exit(EXIT_USAGE)
+        typer.confirm(
+            f"delete knowledge base {name!r} ({info.documents} documents, {info.chunks} chunks)?",
+            abort=True,
+        )
+    _guard(lambda: state.kbs.delete(name))
+    out.print(f"deleted knowledge base [bold]{name}[/]")
+
+
+@kb_app.command("check")
+def kb_check(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Prove that catalog, FAISS and BM25 agree; exit 1 with a report if not."""
+    state = _state(ctx)
+    report = _guard(lambda: state.kbs.check(name))
+    if as_json:
+        _print_json({**asdict(report), "ok": report.ok})
+    else:
+        status = "[green]ok[/]" if report.ok else "[bold red]INCONSISTENT[/]"
+        out.print(
+            f"{name}: {status} (generation {report.generation}: {report.documents_indexed} "
+            f"documents indexed, {report.documents_failed} failed; {report.catalog_chunks} "
+            f"catalog chunks, {report.faiss_vectors} FAISS vectors, {report.bm25_entries} "
+            "BM25 entries)"
+        )
+        for problem in report.problems:
+            out.print(f"  - {problem}", highlight=False)
+        if not report.ok:
+            out.print(f"repair with `rag kb rebuild {name}`")
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+
+
+@kb_app.command("rebuild")
+def kb_rebuild(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    index: Annotated[
+        IndexKind | None, typer.Option("--index", help="Switch the FAISS index kind.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rebuild the FAISS and BM25 indexes from the catalog."""
+    state = _state(ctx)
+    report = _guard(lambda: state.kbs.rebuild(name, index_kind=index))
+    if as_json:
+        _print_json({**asdict(report), "ok": report.ok})
+    else:
+        out.print(
+            f"rebuilt {name}: generation {report.generation}, {report.faiss_vectors} vectors, "
+            f"{report.bm25_entries} BM25 entries; check {'ok' if report.ok else 'FAILED'}"
+        )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+
+
+# -- docs -----------------------------------------------------------------------------------
+
+
+@docs_app.command("list")
+def docs_list(
+    ctx: typer.Context,
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base.")],
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only documents with this status.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the documents of a knowledge base with status, chunk count and error."""
+    state = _state(ctx)
+    docs = _guard(lambda: state.kbs.documents(kb))
+    if status is not None:
+        docs = [d for d in docs if d.status == status]
+    if as_json:
+        _print_json([asdict(d) for d in docs])
+        return
+    table = Table()
+    for column in ("source", "status", "chunks", "size", "error"):
+        table.add_column(column, overflow="fold")
+    for doc in docs:
+        table.add_row(
+            doc.source,
+            "[green]indexed[/]" if doc.status == "indexed" else f"[red]{doc.status}[/]",
+            str(doc.chunks),
+            _size(doc.size_bytes),
+            doc.error or "",
+        )
+    out.print(table)
+
+
+@docs_app.command("remove")
+def docs_remove(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="The document's file path (as listed).")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base.")],
+) -> None:
+    """Remove a document's rows, vectors and BM25 entries."""
+    state = _state(ctx)
+    # The catalog keys documents by absolute path; the file itself may be gone already.
+    source = str(Path(file).expanduser().resolve())
+    result = _guard(lambda: remove_document(state.kbs, kb, source))
+    out.print(f"removed {source} ({result.chunks_removed} chunks)", highlight=False)
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,134 @@
+"""One typed settings object for the whole platform.
+
+Built once at an entry point (CLI, UI, eval) and passed down; nothing reads the
+environment after that. Sources, highest priority first: explicit arguments,
+``RAG_*`` environment variables, ``$RAG_HOME/config.toml`` (or the file named by
+``RAG_CONFIG``), then the defaults below.
+
+Example::
+
+    settings = Settings.load(home=Path("/tmp/rag"))
+    settings.database_url   # sqlite:////tmp/rag/catalog.sqlite3
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+IndexKind = Literal["flat", "hnsw", "ivf"]
+
+#: The name users type for the packaged default embedding model.
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_home() -> Path:
+    """The per-user data directory used when neither ``--home`` nor ``RAG_HOME`` is given."""
+    return Path(platformdirs.user_data_dir("rag", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform, with the defaults of the embedded setup.
+
+    Attributes:
+        home: where the catalog, indexes and locks live.
+        database_url: any SQLAlchemy URL; empty means a SQLite file under ``home``.
+        embedding_model: model for new knowledge bases (a name or a local path).
+        embedding_batch_size: texts per forward pass when embedding; None picks 16 on
+            CPU (fastest measured on 2 cores) and 256 on CUDA.
+        device: ``auto`` picks CUDA when present, else CPU; or name one (``cpu``, ``cuda:0``).
+        chunk_size / chunk_overlap: in tokens of the embedding model's tokenizer.
+        index_kind: FAISS index for new knowledge bases.
+        parse_workers: worker processes that parse files while the main process embeds.
+        commit_every_chunks: chunks per durable commit during a bulk ingest.
+        lock_timeout: seconds a second writer waits for a knowledge base's lock.
+        max_file_mb: files larger than this are recorded as failed instead of parsed.
+        ocr: use tesseract for PDFs with no text layer when it is installed.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str = ""
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    device: str = "auto"
+    chunk_size: int = Field(default=200, ge=16, le=8192)
+    chunk_overlap: int = Field(default=30, ge=0, le=4096)
+    index_kind: IndexKind = "flat"
+    parse_workers: int = Field(default=1, ge=0, le=256)
+    commit_every_chunks: int = Field(default=2000, ge=1)
+    lock_timeout: float = Field(default=600.0, ge=0)
+    max_file_mb: float = Field(default=200.0, gt=0)
+    ocr: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file(init_settings)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None and toml_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, home: Path | None = None) -> Settings:
+        """Build the settings, with ``home`` (from ``--home``) overriding ``RAG_HOME``."""
+        if home is not None:
+            return cls(home=home.expanduser().resolve())
+        return cls()
+
+    def model_post_init(self, __context: object) -> None:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+
+    @property
+    def catalog_url(self) -> str:
+        """The SQLAlchemy URL of the catalog (a SQLite file under ``home`` by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'catalog.sqlite3'}"
+
+    @property
+    def indexes_dir(self) -> Path:
+        """Folder holding one sub-folder of index files per knowledge base."""
+        return self.home / "indexes"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Folder holding the per-knowledge-base writer locks."""
+        return self.home / "locks"
+
+
+def _config_file(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    """Find the TOML file: ``RAG_CONFIG``, else ``config.toml`` in the chosen home."""
+    explicit = os.environ.get("RAG_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    init_values = init_settings()
+    home = init_values.get("home") or os.environ.get("RAG_HOME")
+    base = Path(home).expanduser() if home else default_home()
+    return base / "config.toml"
