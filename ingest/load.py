@@ -78,7 +78,9 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_MIME_BY_EXTENSION)
 _DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
 
 #: Page furniture that repeats on every page and only adds noise to retrieval.
-_DROPPED_CATEGORIES = frozenset({"Header", "Footer", "PageNumber", "PageBreak"})
+_DROPPED_CATEGORIES = frozenset({"PageNumber", "PageBreak"})
+#: Kept when they occur once (a page's own heading or note), dropped when they repeat.
+_PAGE_FURNITURE = frozenset({"Header", "Footer"})
 
 #: A CSV/TSV becomes Table elements of at most this many data rows, each starting with
 #: the header row so every piece stays readable on its own after chunking.
@@ -496,10 +498,19 @@ def _blocks_from_unstructured(
 
     With ``sheet_sections`` each element's sheet name (``page_name``) becomes its section.
     """
+    elements = list(elements)
+    running = _running_furniture(elements)
     blocks: list[_Block] = []
     for element in elements:
         category = str(element.category)
-        if category in _DROPPED_CATEGORIES:
+        if category in _PAGE_FURNITURE:
+            # unstructured calls any line at the very top of a page a Header, which is
+            # often the page's real heading; only text that repeats on several pages
+            # (a running header or footer) is furniture.
+            if _collapse(str(element.text)) in running:
+                continue
+            category = "Title" if category == "Header" else "NarrativeText"
+        elif category in _DROPPED_CATEGORIES:
             continue
         metadata = element.metadata
         if category == "Table":
@@ -526,6 +537,16 @@ def _blocks_from_unstructured(
             )
         )
     return blocks
+
+
+def _running_furniture(elements: Sequence[Any]) -> frozenset[str]:
+    """Header/footer texts that appear on more than one page: running heads, not content."""
+    pages_by_text: dict[str, set[object]] = {}
+    for element in elements:
+        if str(element.category) in _PAGE_FURNITURE:
+            text = _collapse(str(element.text))
+            pages_by_text.setdefault(text, set()).add(element.metadata.page_number)
+    return frozenset(text for text, pages in pages_by_text.items() if len(pages) > 1)
 
 
 def _reads_as_sentence(text: str) -> bool:

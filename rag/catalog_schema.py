@@ -107,6 +107,8 @@ class ChunkRow(Base):
     # float32 little-endian bytes of the normalised vector, so FAISS is rebuilt
     # without re-embedding.
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # Free-form JSON object (e.g. a LangChain Document's metadata); None for files.
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     document: Mapped[DocumentRow] = relationship(back_populates="chunks")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
+GeneratorBackend = Literal["embedded", "hf", "openai"]
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
 
 #: The name users type for the packaged default embedding model.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -54,6 +56,16 @@ class Settings(BaseSettings):
         lock_timeout: seconds a second writer waits for a knowledge base's lock.
         max_file_mb: files larger than this are recorded as failed instead of parsed.
         ocr: use tesseract for PDFs with no text layer when it is installed.
+        retrieval_mode / top_k: how many chunks, found how, go into a prompt.
+        score_floor: dense cosine below which a chunk does not count as retrieved
+            (a question nothing clears is refused without calling the generator).
+        rerank_model: a sentence-transformers CrossEncoder path; empty disables reranking.
+        generator: ``embedded`` (SmolLM2-135M, packaged), ``hf`` (a local model folder or
+            GGUF file in ``generator_model``) or ``openai`` (any OpenAI-compatible server
+            at ``openai_base_url`` serving ``generator_model``).
+        openai_api_key: sent as a bearer token; never serialised or logged.
+        generator_timeout / generator_max_retries: for remote generators.
+        max_new_tokens / temperature: generation length and sampling (0 = greedy).
     """
 
     model_config = SettingsConfigDict(
@@ -75,6 +87,20 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(default=600.0, ge=0)
     max_file_mb: float = Field(default=200.0, gt=0)
     ocr: bool = True
+
+    # -- answering (retrieval, generation) --
+    retrieval_mode: RetrievalMode = "hybrid"
+    top_k: int = Field(default=6, ge=1, le=200)
+    score_floor: float = Field(default=0.25, ge=-1.0, le=1.0)
+    rerank_model: str = ""
+    generator: GeneratorBackend = "embedded"
+    generator_model: str = ""
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr = SecretStr("")
+    generator_timeout: float = Field(default=120.0, gt=0)
+    generator_max_retries: int = Field(default=2, ge=0, le=10)
+    max_new_tokens: int = Field(default=256, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
     @classmethod
     def settings_customise_sources(

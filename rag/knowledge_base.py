@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -647,8 +648,9 @@ class KnowledgeBaseWriter:
                     if doc_row is None:  # pragma: no cover - flushed just above
                         raise RuntimeError(f"document row for {item.source} vanished")
                     vectors = np.ascontiguousarray(item.vectors, dtype="<f4")
-                    for chunk, vector, tokens in zip(
-                        item.chunks, vectors, item.bm25_tokens, strict=True
+                    metadata = item.chunk_metadata or tuple({} for _ in item.chunks)
+                    for chunk, vector, tokens, meta in zip(
+                        item.chunks, vectors, item.bm25_tokens, metadata, strict=True
                     ):
                         chunk_row = ChunkRow(
                             kb_id=kb.id,
@@ -662,6 +664,9 @@ class KnowledgeBaseWriter:
                             token_count=chunk.token_count,
                             bm25_tokens=" ".join(tokens),
                             embedding=vector.tobytes(),
+                            metadata_json=json.dumps(dict(meta), ensure_ascii=False)
+                            if meta
+                            else None,
                         )
                         session.add(chunk_row)
                         new_chunk_rows.append((chunk_row, vector))

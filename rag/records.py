@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,12 +49,19 @@ class DocumentToIndex:
     vectors: npt.NDArray[np.float32]
     bm25_tokens: tuple[tuple[str, ...], ...]
     parse_seconds: float = 0.0
+    #: Optional JSON-serialisable metadata per chunk (same order as ``chunks``).
+    chunk_metadata: tuple[Mapping[str, Any], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.chunks):
             raise ValueError(
                 f"vectors must have shape (len(chunks)={len(self.chunks)}, dim); "
                 f"got {self.vectors.shape}"
+            )
+        if self.chunk_metadata is not None and len(self.chunk_metadata) != len(self.chunks):
+            raise ValueError(
+                f"chunk_metadata must have one entry per chunk ({len(self.chunks)}); "
+                f"got {len(self.chunk_metadata)}"
             )
         if len(self.bm25_tokens) != len(self.chunks):
             raise ValueError(
@@ -89,3 +98,101 @@ class CheckReport:
     def ok(self) -> bool:
         """True when no problem was found."""
         return not self.problems
+
+
+@dataclass(frozen=True, eq=False)
+class StoredChunk:
+    """A chunk as the catalog holds it, for readers (retrievers, the UI, adapters)."""
+
+    chunk_id: int
+    document_id: int
+    source: str
+    ordinal: int
+    text: str
+    page: int | None
+    heading: str | None
+    char_start: int
+    char_end: int
+    token_count: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """A chunk a retriever returned for a query, with where it came from and why.
+
+    Attributes:
+        chunk_id: the catalog / FAISS / BM25 id.
+        source: the document's path.
+        text, page, heading, char_start, char_end: as stored for the chunk.
+        score: the retriever's final score (cosine for dense, BM25 for sparse, RRF or
+            the cross-encoder's score for hybrid / reranked results); higher is better.
+        rank: 1-based position in the final ranking.
+        dense_score: cosine similarity to the query when dense retrieval saw the chunk.
+        sparse_score: BM25 score when sparse retrieval saw the chunk.
+    """
+
+    chunk_id: int
+    source: str
+    text: str
+    page: int | None
+    heading: str | None
+    char_start: int
+    char_end: int
+    score: float
+    rank: int
+    dense_score: float | None = None
+    sparse_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One numbered source an answer cites: ``[n]`` in the answer text maps to it.
+
+    ``text`` is the quoted span of the chunk that supports the claim (the whole chunk
+    when no narrower span is found); ``inferred`` is True when the generator wrote no
+    marker and the citation was attributed by matching the answer against the sources.
+    """
+
+    n: int
+    chunk_id: int
+    source: str
+    page: int | None
+    heading: str | None
+    text: str
+    score: float
+    inferred: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the chain returns: the text, its citations, the retrieval trace and timings.
+
+    ``refused`` is True when the sources do not answer the question (the text then says
+    so and no answer is invented); ``supported`` is False when the answer carries no
+    valid citation. ``invalid_markers`` lists ``[n]`` markers that pointed at no source
+    (dropped from the citations).
+    """
+
+    question: str
+    answer: str
+    refused: bool
+    supported: bool
+    citations: tuple[Citation, ...]
+    retrieved: tuple[RetrievedChunk, ...]
+    timings: dict[str, float]
+    generator: dict[str, str]
+    invalid_markers: tuple[int, ...] = ()
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a chat prompt: ``role`` is ``system``, ``user`` or ``assistant``."""
+
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ("system", "user", "assistant"):
+            raise ValueError(f"role must be system, user or assistant, got {self.role!r}")

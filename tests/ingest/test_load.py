@@ -436,3 +436,34 @@ def test_loader_works_in_a_fresh_worker_process(files: dict[str, Path]) -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         document = pool.submit(_load_in_worker, DocumentLoader(), files["docx"]).result()
     assert _element_with(document, fx.DOCX_BODY).heading == f"{fx.DOCX_H1} > {fx.DOCX_H2}"
+
+
+def test_pdf_running_header_is_dropped_but_a_top_of_page_heading_is_kept(tmp_path: Path) -> None:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "policy.pdf"
+    pdf = canvas.Canvas(str(path), pagesize=A4, invariant=1)
+    for page, (heading, body) in enumerate(
+        [
+            ("Backup policy", "Databases are backed up every night to a second region."),
+            ("Restoring a database", "A restore of the billing database takes forty minutes."),
+        ],
+        start=1,
+    ):
+        pdf.setFont("Helvetica", 8)
+        pdf.drawString(72, 820, "ACME CONFIDENTIAL")
+        pdf.setFont("Helvetica-Bold", 16)
+        pdf.drawString(72, 780, heading)
+        pdf.setFont("Helvetica", 11)
+        pdf.drawString(72, 740, body)
+        pdf.drawString(280, 40, f"Page {page}")
+        pdf.showPage()
+    pdf.save()
+    document = DocumentLoader().load(path)
+    texts = [e.text for e in document.elements]
+    assert "ACME CONFIDENTIAL" not in texts
+    restore = next(e for e in document.elements if e.text.startswith("A restore"))
+    assert restore.page == 2 and restore.heading == "Restoring a database"
+    backup = next(e for e in document.elements if e.text.startswith("Databases"))
+    assert backup.page == 1 and backup.heading == "Backup policy"
