@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rag.catalog import Catalog
-from rag.config import IndexKind, Settings
+from rag.config import GeneratorBackend, IndexKind, RetrievalMode, Settings
 from rag.errors import (
     CatalogError,
     ConfigError,
@@ -37,6 +37,8 @@ from rag.errors import (
     RagError,
 )
 from rag.knowledge_base import KnowledgeBaseInfo, KnowledgeBases, remove_document
+from rag.prompt import source_title
+from rag.records import Answer, ChatMessage, RetrievedChunk
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary
@@ -47,7 +49,7 @@ EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 
 app = typer.Typer(
-    help="Documents in, grounded answers out: ingest files into knowledge bases and manage them.",
+    help="Documents in, grounded answers out: ingest files, manage knowledge bases, ask questions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -260,6 +262,199 @@ def _print_summary(summary: IngestSummary) -> None:
     out.print(table)
     for source, error in summary.failures:
         err.print(f"[red]failed[/] {source}: {error}", highlight=False)
+
+
+# -- ask / chat -----------------------------------------------------------------------------
+
+GeneratorOption = Annotated[
+    GeneratorBackend | None,
+    typer.Option("--generator", help="embedded (packaged SmolLM2), hf (local model) or openai."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="hf: model folder or .gguf file; openai: the served model name."),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
+]
+RetrievalOption = Annotated[
+    RetrievalMode | None, typer.Option("--retrieval", help="dense, bm25 or hybrid (default).")
+]
+KOption = Annotated[int | None, typer.Option("--k", min=1, max=200, help="Chunks to retrieve.")]
+
+
+def _answer_settings(
+    settings: Settings,
+    generator: str | None,
+    model: str | None,
+    base_url: str | None,
+) -> Settings:
+    update: dict[str, object] = {}
+    if generator is not None:
+        update["generator"] = generator
+    if model is not None:
+        update["generator_model"] = model
+    if base_url is not None:
+        update["openai_base_url"] = base_url
+    return settings.model_copy(update=update) if update else settings
+
+
+def _answer_json(answer: Answer) -> dict[str, object]:
+    data = asdict(answer)
+    for chunk in data["retrieved"]:
+        chunk["n"] = chunk["rank"]
+    return data
+
+
+def _print_sources(answer: Answer) -> None:
+    if answer.refused:
+        return
+    if not answer.citations:
+        err.print("[yellow]unsupported:[/] the answer cites no source; treat it with care")
+        return
+    out.print()
+    for citation in answer.citations:
+        where = [source_title(citation.source)]
+        if citation.page is not None:
+            where.append(f"page {citation.page}")
+        if citation.heading:
+            where.append(citation.heading)
+        mark = " (attributed)" if citation.inferred else ""
+        out.print(f"[bold][{citation.n}][/] {' · '.join(where)}{mark}", highlight=False)
+        out.print(f"    {citation.text.strip()[:300]}", highlight=False, markup=False)
+
+
+def _print_retrieved(chunks: tuple[RetrievedChunk, ...]) -> None:
+    if not chunks:
+        out.print("no chunk cleared the score floor")
+        return
+    for chunk in chunks:
+        where = [source_title(chunk.source)]
+        if chunk.page is not None:
+            where.append(f"page {chunk.page}")
+        if chunk.heading:
+            where.append(chunk.heading)
+        out.print(
+            f"[bold][{chunk.rank}][/] {chunk.score:.4f}  {' · '.join(where)}", highlight=False
+        )
+        out.print(f"    {chunk.text.strip()[:300]}", highlight=False, markup=False)
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to answer from.")],
+    generator: GeneratorOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    retrieval: RetrievalOption = None,
+    k: KOption = None,
+    no_generate: Annotated[
+        bool, typer.Option("--no-generate", help="Retrieval only: print the ranked chunks.")
+    ] = False,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only these documents (repeatable).")
+    ] = None,
+    path_glob: Annotated[
+        str | None, typer.Option("--path-glob", help="Only documents whose path matches.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer a question from a knowledge base, with numbered, checked citations."""
+    from rag.chain import RagChain
+    from rag.retrieve import RetrievalFilter
+
+    state = _state(ctx)
+    settings = _answer_settings(state.settings, generator, model, base_url)
+    filters = None
+    if source or path_glob:
+        sources = tuple(str(Path(s).expanduser().resolve()) for s in source or ())
+        filters = RetrievalFilter(sources=sources, path_glob=path_glob)
+
+    def run() -> Answer:
+        chain = RagChain.for_knowledge_base(settings, state.kbs, kb, with_generator=not no_generate)
+        if no_generate or as_json:
+            return chain.answer(
+                question, k=k, mode=retrieval, filters=filters, generate=not no_generate
+            )
+        final: Answer | None = None
+        for piece in chain.stream(question, k=k, mode=retrieval, filters=filters):
+            if isinstance(piece, Answer):
+                final = piece
+            else:
+                out.print(piece, end="", highlight=False, markup=False)
+        out.print()
+        if final is None:  # pragma: no cover - stream always ends with an Answer
+            raise RuntimeError("the chain produced no answer")
+        return final
+
+    answer = _guard(run)
+    if as_json:
+        _print_json(_answer_json(answer))
+    elif no_generate:
+        _print_retrieved(answer.retrieved)
+    else:
+        _print_sources(answer)
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to answer from.")],
+    generator: GeneratorOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    retrieval: RetrievalOption = None,
+    k: KOption = None,
+) -> None:
+    """Multi-turn chat in the terminal; follow-up questions use the history.
+
+    Type /clear to forget the history, /exit (or Ctrl-D) to leave.
+    """
+    from rag.chain import RagChain
+
+    state = _state(ctx)
+    settings = _answer_settings(state.settings, generator, model, base_url)
+    chain = _guard(lambda: RagChain.for_knowledge_base(settings, state.kbs, kb))
+    history: list[ChatMessage] = []
+    out.print(f"chatting with [bold]{kb}[/]; /clear forgets the history, /exit leaves")
+    while True:
+        try:
+            question = input("you> ").strip()
+        except EOFError:
+            out.print()
+            break
+        if not question:
+            continue
+        if question in ("/exit", "/quit"):
+            break
+        if question == "/clear":
+            history.clear()
+            out.print("history cleared")
+            continue
+
+        def turn(question: str = question) -> Answer:
+            final: Answer | None = None
+            out.print("rag> ", end="")
+            for piece in chain.stream(question, history=history, k=k, mode=retrieval):
+                if isinstance(piece, Answer):
+                    final = piece
+                else:
+                    out.print(piece, end="", highlight=False, markup=False)
+            out.print()
+            if final is None:  # pragma: no cover
+                raise RuntimeError("the chain produced no answer")
+            return final
+
+        try:
+            answer = turn()
+        except RagError as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            continue
+        _print_sources(answer)
+        history.extend([ChatMessage("user", question), ChatMessage("assistant", answer.answer)])
 
 
 # -- kb -------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
         max_file_mb: files larger than this are recorded as failed instead of parsed.
         ocr: use tesseract for PDFs with no text layer when it is installed.
         retrieval_mode / top_k: how many chunks, found how, go into a prompt.
+        max_sources: most retrieved chunks put into a prompt; None means 3 for the
+            embedded SmolLM2-135M (it loses track of more) and all retrieved otherwise.
         score_floor: dense cosine below which a chunk does not count as retrieved
             (a question nothing clears is refused without calling the generator).
         rerank_model: a sentence-transformers CrossEncoder path; empty disables reranking.
@@ -91,6 +93,7 @@ class Settings(BaseSettings):
     # -- answering (retrieval, generation) --
     retrieval_mode: RetrievalMode = "hybrid"
     top_k: int = Field(default=6, ge=1, le=200)
+    max_sources: int | None = Field(default=None, ge=1, le=200)
     score_floor: float = Field(default=0.25, ge=-1.0, le=1.0)
     rerank_model: str = ""
     generator: GeneratorBackend = "embedded"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -38,3 +38,48 @@ class HashEmbedder:
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         return self._one(text)
+
+
+class ScriptedGenerator:
+    """Replies with scripted texts in order (the last one repeats); records what it saw."""
+
+    def __init__(self, *replies: str, context_window: int = 2048) -> None:
+        self.replies = list(replies) or [""]
+        self.seen: list[list[object]] = []
+        self._context_window = context_window
+
+    @property
+    def info(self) -> dict[str, str]:
+        return {"backend": "scripted", "model": "script"}
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text.split()))
+
+    def _next(self) -> str:
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+    def generate(
+        self,
+        messages: Sequence[object],
+        *,
+        max_new_tokens: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> str:
+        self.seen.append(list(messages))
+        return self._next()
+
+    def stream(
+        self,
+        messages: Sequence[object],
+        *,
+        max_new_tokens: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]:
+        self.seen.append(list(messages))
+        text = self._next()
+        for start in range(0, len(text), 7):
+            yield text[start : start + 7]

@@ -1,0 +1,137 @@
+"""The chain on scripted parts: refusal, citations, timings, history, streaming."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from rag.chain import RagChain
+from rag.config import Settings
+from rag.knowledge_base import KnowledgeBases
+from rag.reader import KnowledgeBaseReader
+from rag.records import Answer, ChatMessage, RetrievedChunk
+from rag.retrieve import RetrievalFilter
+from tests.fakes import HashEmbedder, ScriptedGenerator
+
+CHUNKS = [
+    RetrievedChunk(
+        11,
+        "/d/keys.md",
+        "The signing key is rotated every 90 days.",
+        1,
+        "Keys",
+        0,
+        41,
+        0.8,
+        1,
+        0.8,
+        None,
+    ),
+    RetrievedChunk(
+        12, "/d/backup.md", "Backups are kept for 35 days.", None, None, 0, 29, 0.5, 2, 0.5, None
+    ),
+]
+
+
+class FixedRetriever:
+    def __init__(self, chunks: Sequence[RetrievedChunk]) -> None:
+        self.chunks = list(chunks)
+        self.queries: list[str] = []
+
+    def retrieve(
+        self, query: str, *, k: int, filters: RetrievalFilter | None = None
+    ) -> list[RetrievedChunk]:
+        self.queries.append(query)
+        return self.chunks[:k]
+
+
+def make_chain(
+    settings: Settings,
+    kbs: KnowledgeBases,
+    generator: ScriptedGenerator,
+    chunks: Sequence[RetrievedChunk] = CHUNKS,
+) -> tuple[RagChain, FixedRetriever]:
+    kbs.create("kb", embedding_model="fake-hash", embedding_dim=16)
+    retriever = FixedRetriever(chunks)
+    chain = RagChain(
+        reader=KnowledgeBaseReader(kbs, "kb"),
+        embedder=HashEmbedder(16),
+        generator=generator,
+        settings=settings,
+        retriever_factory=lambda mode: retriever,
+    )
+    return chain, retriever
+
+
+def test_answer_with_valid_and_invalid_citations(settings: Settings, kbs: KnowledgeBases) -> None:
+    generator = ScriptedGenerator("The key is rotated every 90 days [1][9].")
+    chain, _ = make_chain(settings, kbs, generator)
+    answer = chain.answer("How often is the signing key rotated?")
+    assert not answer.refused and answer.supported
+    assert [c.chunk_id for c in answer.citations] == [11]
+    assert answer.citations[0].text == "The signing key is rotated every 90 days."
+    assert answer.invalid_markers == (9,)
+    assert [c.chunk_id for c in answer.retrieved] == [11, 12]
+    assert {"retrieve", "prompt", "generate", "cite", "total"} <= set(answer.timings)
+    assert answer.generator == {"backend": "scripted", "model": "script"}
+    [user] = generator.seen[0]
+    assert "[1] (keys.md, page 1, Keys)" in user.content  # type: ignore[attr-defined]
+
+
+def test_nothing_retrieved_is_refused_without_generating(
+    settings: Settings, kbs: KnowledgeBases
+) -> None:
+    generator = ScriptedGenerator("made up")
+    chain, _ = make_chain(settings, kbs, generator, chunks=[])
+    answer = chain.answer("What is the capital of Mars?")
+    assert answer.refused and answer.citations == () and generator.seen == []
+    assert "do not contain" in answer.answer
+
+
+def test_model_refusal_in_chinese(settings: Settings, kbs: KnowledgeBases) -> None:
+    chain, _ = make_chain(settings, kbs, ScriptedGenerator("资料中没有这个问题的答案。"))
+    answer = chain.answer("火星的首都是哪里？")
+    assert answer.refused and answer.language == "zh" and answer.citations == ()
+
+
+def test_stream_yields_pieces_then_the_answer(settings: Settings, kbs: KnowledgeBases) -> None:
+    chain, _ = make_chain(settings, kbs, ScriptedGenerator("Backups are kept for 35 days [2]."))
+    items = list(chain.stream("How long are backups kept?"))
+    assert isinstance(items[-1], Answer)
+    assert "".join(p for p in items[:-1] if isinstance(p, str)) == (
+        "Backups are kept for 35 days [2]."
+    )
+    assert items[-1].citations[0].source == "/d/backup.md"
+    assert "first_token" in items[-1].timings
+
+
+def test_follow_up_is_condensed_with_history(settings: Settings, kbs: KnowledgeBases) -> None:
+    generator = ScriptedGenerator("How long are backups kept?", "35 days [2].")
+    chain, retriever = make_chain(settings, kbs, generator)
+    history = [ChatMessage("user", "Tell me about backups."), ChatMessage("assistant", "Nightly.")]
+    answer = chain.answer("And how long are they kept?", history=history)
+    assert retriever.queries == ["How long are backups kept?"]
+    assert "Tell me about backups." in generator.seen[0][0].content  # type: ignore[attr-defined]
+    assert answer.question == "And how long are they kept?"
+
+
+def test_rambling_condense_falls_back_to_previous_question(
+    settings: Settings, kbs: KnowledgeBases
+) -> None:
+    generator = ScriptedGenerator("x " * 400, "35 days [2].")
+    chain, retriever = make_chain(settings, kbs, generator)
+    chain.answer("How long?", history=[ChatMessage("user", "Backups?")])
+    assert retriever.queries == ["Backups? How long?"]
+
+
+def test_retrieval_only_and_bad_input(settings: Settings, kbs: KnowledgeBases) -> None:
+    generator = ScriptedGenerator("unused")
+    chain, _ = make_chain(settings, kbs, generator)
+    answer = chain.answer("anything", generate=False, k=1)
+    assert [c.chunk_id for c in answer.retrieved] == [11] and answer.answer == ""
+    assert generator.seen == []
+    with pytest.raises(ValueError, match="empty"):
+        chain.answer("   ")
+    with pytest.raises(ValueError, match="mode"):
+        chain.retriever("sparse")  # type: ignore[arg-type]
