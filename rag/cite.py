@@ -83,22 +83,20 @@ class Citer:
         text = _drop_repeats(_MARKER.sub(keep_valid, stripped))
         text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
         source_tokens = [set(bm25_tokens(s.text)) for s in sources]
-        cited: dict[int, tuple[str, bool]] = {}
+        # n -> (the answer sentences citing it, whether the citation was inferred)
+        cited: dict[int, tuple[list[str], bool]] = {}
         for sentence in split_sentences(text):
-            numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
-            for n in numbers:
-                cited.setdefault(n, (sentence, False))
+            for n in dict.fromkeys(int(n) for n in re.findall(r"\[(\d+)\]", sentence)):
+                cited.setdefault(n, ([], False))[0].append(sentence)
         if not cited:
             for sentence in split_sentences(text):
                 claim = set(bm25_tokens(re.sub(r"\[\d+\]", "", sentence)))
-                if len(claim) < 1:
-                    continue
                 scores = [_overlap(claim, tokens) for tokens in source_tokens]
-                if not scores:
-                    break
+                if not claim or not scores:
+                    continue
                 best = max(range(len(scores)), key=lambda i: (scores[i], -i))
                 if scores[best] >= self.min_support:
-                    cited.setdefault(best + 1, (sentence, True))
+                    cited.setdefault(best + 1, ([], True))[0].append(sentence)
         citations = tuple(
             Citation(
                 n=n,
@@ -106,11 +104,11 @@ class Citer:
                 source=sources[n - 1].source,
                 page=sources[n - 1].page,
                 heading=sources[n - 1].heading,
-                text=supporting_span(sentence, sources[n - 1].text),
+                text=supporting_span(claims, sources[n - 1].text),
                 score=sources[n - 1].score,
                 inferred=inferred,
             )
-            for n, (sentence, inferred) in sorted(cited.items())
+            for n, (claims, inferred) in sorted(cited.items())
         )
         return CitationResult(text, citations, tuple(sorted(set(invalid))), refused=False)
 
@@ -128,16 +126,30 @@ def _drop_repeats(text: str) -> str:
     return text
 
 
-def supporting_span(claim: str, chunk_text: str) -> str:
-    """The sentence of ``chunk_text`` sharing the most words with ``claim`` (the quote)."""
-    claim_tokens = set(bm25_tokens(re.sub(r"\[\d+\]", "", claim)))
-    sentences = split_sentences(chunk_text)
-    if not sentences or not claim_tokens:
+def supporting_span(claims: str | Sequence[str], chunk_text: str) -> str:
+    """The quote: for each claim, the chunk sentence sharing the most words with it.
+
+    The chosen sentences are joined in the chunk's order; the whole chunk is returned
+    when no sentence shares a word with any claim.
+    """
+    chunk_sentences = split_sentences(chunk_text)
+    if isinstance(claims, str):
+        claims = [claims]
+    tokens = [set(bm25_tokens(s)) for s in chunk_sentences]
+    chosen: set[int] = set()
+    for claim in claims:
+        claim_tokens = set(bm25_tokens(re.sub(r"\[\d+\]", "", claim)))
+        if not claim_tokens or not chunk_sentences:
+            continue
+        best = max(
+            range(len(chunk_sentences)),
+            key=lambda i: (_overlap(claim_tokens, tokens[i]), -len(chunk_sentences[i])),
+        )
+        if _overlap(claim_tokens, tokens[best]) > 0:
+            chosen.add(best)
+    if not chosen:
         return chunk_text
-    best = max(sentences, key=lambda s: (_overlap(claim_tokens, set(bm25_tokens(s))), -len(s)))
-    if _overlap(claim_tokens, set(bm25_tokens(best))) == 0:
-        return chunk_text
-    return best
+    return " ".join(chunk_sentences[i] for i in sorted(chosen))
 
 
 def is_refusal(answer: str, refusal: str) -> bool:

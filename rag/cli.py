@@ -30,11 +30,13 @@ from rag.errors import (
     ConfigError,
     DocumentNotFoundError,
     EmbeddingModelError,
+    GenerationError,
     IndexCorruptError,
     KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
     LockTimeoutError,
     RagError,
+    RetrievalError,
 )
 from rag.knowledge_base import KnowledgeBaseInfo, KnowledgeBases, remove_document
 from rag.prompt import source_title
@@ -91,7 +93,15 @@ def _exit_code(exc: RagError) -> int:
         KnowledgeBaseNotFoundError | KnowledgeBaseExistsError | DocumentNotFoundError | ConfigError,
     ):
         return EXIT_USAGE
-    if isinstance(exc, CatalogError | EmbeddingModelError | LockTimeoutError | IndexCorruptError):
+    if isinstance(
+        exc,
+        CatalogError
+        | EmbeddingModelError
+        | LockTimeoutError
+        | IndexCorruptError
+        | GenerationError
+        | RetrievalError,
+    ):
         return EXIT_ENVIRONMENT
     # Ingest errors at run level (a path that matches nothing) are usage errors too.
     return EXIT_USAGE

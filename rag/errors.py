@@ -52,3 +52,15 @@ class IndexCorruptError(RagError):
 
 class LockTimeoutError(RagError):
     """Another process holds the knowledge base's writer lock for too long."""
+
+
+class GenerationError(RagError):
+    """A generator failed to produce an answer (timeout, rejected request, model error)."""
+
+
+class GeneratorUnavailableError(GenerationError):
+    """The generator cannot be used at all: model or package missing, server unreachable."""
+
+
+class RetrievalError(RagError):
+    """Retrieval could not run (e.g. the reranker model cannot be loaded)."""

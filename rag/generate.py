@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from rag.errors import ConfigError, RagError
+from rag.errors import ConfigError
 from rag.records import ChatMessage
 
 if TYPE_CHECKING:
@@ -38,14 +38,6 @@ logger = logging.getLogger(__name__)
 
 #: The backends :func:`build_generator` knows, as ``Settings.generator`` spells them.
 BACKENDS = ("embedded", "hf", "openai")
-
-
-class GenerationError(RagError):
-    """A generator failed to produce an answer (timeout, rejected request, model error)."""
-
-
-class GeneratorUnavailableError(GenerationError):
-    """The generator cannot be used at all: model or package missing, server unreachable."""
 
 
 @runtime_checkable

@@ -50,9 +50,8 @@ from transformers import (
 )
 
 from rag.embed import resolve_device
+from rag.errors import GenerationError, GeneratorUnavailableError
 from rag.generate import (
-    GenerationError,
-    GeneratorUnavailableError,
     StopSequenceFilter,
     check_generation_args,
     check_sampling_args,

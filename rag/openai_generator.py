@@ -33,9 +33,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from rag.errors import GenerationError, GeneratorUnavailableError
 from rag.generate import (
-    GenerationError,
-    GeneratorUnavailableError,
     StopSequenceFilter,
     check_generation_args,
     check_sampling_args,

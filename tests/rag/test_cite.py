@@ -121,3 +121,13 @@ def test_a_looping_answer_is_cut_at_the_first_repeat() -> None:
     looping = "The key is rotated every 90 days [1]. The vault is safe. The vault is safe. The"
     result = Citer().cite(looping, SOURCES, refusal=REFUSAL_EN)
     assert result.text == "The key is rotated every 90 days [1]. The vault is safe."
+
+
+def test_every_claim_gets_its_own_supporting_sentence_in_the_quote() -> None:
+    answer = "Keys are stored in the vault. The signing key is rotated every 90 days."
+    result = Citer().cite(answer, SOURCES, refusal=REFUSAL_EN)
+    [citation] = result.citations
+    assert citation.inferred and citation.n == 1
+    assert citation.text == SOURCES[0].text
+    only_rotation = Citer().cite("It is rotated every 90 days [1].", SOURCES, refusal=REFUSAL_EN)
+    assert only_rotation.citations[0].text == "The signing key is rotated every 90 days."

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from rag.generate import GenerationError, GeneratorUnavailableError
+from rag.errors import GenerationError, GeneratorUnavailableError
 from rag.openai_generator import OpenAICompatibleGenerator
 from rag.records import ChatMessage
 
