@@ -57,13 +57,18 @@ class Citer:
 
     Args:
         min_support: share of a sentence's words a source must contain for an
-            inferred citation (explicit markers are kept whatever their overlap).
+            inferred citation.
+        min_marker_support: share a source must contain for an explicit ``[n]`` on that
+            sentence to count; below it the marker is dropped as invalid.
     """
 
-    def __init__(self, *, min_support: float = 0.6) -> None:
+    def __init__(self, *, min_support: float = 0.6, min_marker_support: float = 0.2) -> None:
         if not 0.0 < min_support <= 1.0:
             raise ValueError(f"min_support must be in (0, 1], got {min_support}")
+        if not 0.0 <= min_marker_support <= 1.0:
+            raise ValueError(f"min_marker_support must be in [0, 1], got {min_marker_support}")
         self.min_support = min_support
+        self.min_marker_support = min_marker_support
 
     def cite(
         self, answer: str, sources: Sequence[RetrievedChunk], *, refusal: str
@@ -86,8 +91,15 @@ class Citer:
         # n -> (the answer sentences citing it, whether the citation was inferred)
         cited: dict[int, tuple[list[str], bool]] = {}
         for sentence in split_sentences(text):
+            claim = set(bm25_tokens(re.sub(r"\[\d+\]", "", sentence)))
             for n in dict.fromkeys(int(n) for n in re.findall(r"\[(\d+)\]", sentence)):
+                # A marker on a sentence that shares (almost) nothing with its source is
+                # not a citation: drop it like a marker pointing at no source.
+                if claim and _overlap(claim, source_tokens[n - 1]) < self.min_marker_support:
+                    invalid.append(n)
+                    continue
                 cited.setdefault(n, ([], False))[0].append(sentence)
+        invalid = [n for n in invalid if n not in cited]
         if not cited:
             for sentence in split_sentences(text):
                 claim = set(bm25_tokens(re.sub(r"\[\d+\]", "", sentence)))

@@ -170,8 +170,8 @@ class Answer:
 
     ``refused`` is True when the sources do not answer the question (the text then says
     so and no answer is invented); ``supported`` is False when the answer carries no
-    valid citation. ``invalid_markers`` lists ``[n]`` markers that pointed at no source
-    (dropped from the citations).
+    valid citation. ``invalid_markers`` lists ``[n]`` markers that pointed at no source,
+    or at a source sharing almost no words with the sentence (dropped from the citations).
     """
 
     question: str

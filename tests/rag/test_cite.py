@@ -131,3 +131,12 @@ def test_every_claim_gets_its_own_supporting_sentence_in_the_quote() -> None:
     assert citation.text == SOURCES[0].text
     only_rotation = Citer().cite("It is rotated every 90 days [1].", SOURCES, refusal=REFUSAL_EN)
     assert only_rotation.citations[0].text == "The signing key is rotated every 90 days."
+
+
+def test_a_marker_on_a_sentence_its_source_does_not_support_is_dropped() -> None:
+    result = Citer().cite(
+        "Penguins are birds [2]. The key is rotated every 90 days [1].",
+        SOURCES,
+        refusal=REFUSAL_EN,
+    )
+    assert [c.n for c in result.citations] == [1] and result.invalid_markers == (2,)

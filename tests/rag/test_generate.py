@@ -26,11 +26,9 @@ from pydantic import SecretStr
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag.config import Settings
-from rag.errors import ConfigError
+from rag.errors import ConfigError, GenerationError, GeneratorUnavailableError
 from rag.generate import (
-    GenerationError,
     Generator,
-    GeneratorUnavailableError,
     StopSequenceFilter,
     build_generator,
     check_generation_args,
