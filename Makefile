@@ -47,7 +47,8 @@ demo: setup system-deps
 	$(BIN)/rag --home $(DEMO_HOME) docs list --kb demo
 	@echo
 	@echo "Knowledge base 'demo' is ready in $(DEMO_HOME). Try:"
-	@echo "  $(BIN)/rag --home $(DEMO_HOME) kb show demo"
+	@echo "  $(BIN)/rag --home $(DEMO_HOME) ask \"How often is the signing key rotated?\" --kb demo"
+	@echo "  $(BIN)/rag --home $(DEMO_HOME) chat --kb demo"
 	@echo "  $(BIN)/rag --home $(DEMO_HOME) ingest ./your-docs --kb demo"
 
 lint: setup
