@@ -141,6 +141,18 @@ class KnowledgeBaseReader:
             for r in rows
         }
 
+    def sources(self) -> list[str]:
+        """Source paths of the base's indexed documents."""
+        with self._kbs.catalog.session() as session:
+            return list(
+                session.scalars(
+                    select(DocumentRow.source)
+                    .join(KnowledgeBaseRow, KnowledgeBaseRow.id == DocumentRow.kb_id)
+                    .where(KnowledgeBaseRow.name == self.name, DocumentRow.status == "indexed")
+                    .order_by(DocumentRow.source)
+                )
+            )
+
     def chunk_ids_where(self, *, sources: Sequence[str]) -> set[int]:
         """Ids of the chunks of the given documents (for metadata filters)."""
         with self._kbs.catalog.session() as session:

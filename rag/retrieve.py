@@ -64,9 +64,9 @@ from numpy.typing import NDArray
 from rag.bm25_index import Bm25Index
 from rag.config import RetrievalMode
 from rag.embed import Embedder, resolve_device
-from rag.errors import ConfigError
+from rag.errors import ConfigError, RetrievalError
 from rag.faiss_index import FaissIndex
-from rag.knowledge_base import STATUS_INDEXED, IndexSnapshot
+from rag.knowledge_base import IndexSnapshot
 from rag.reader import KnowledgeBaseReader
 from rag.records import RetrievedChunk
 from rag.text_tokens import bm25_tokens
@@ -254,12 +254,8 @@ def _chunk_ids_matching(reader: KnowledgeBaseReader, filters: RetrievalFilter) -
 
 
 def _document_sources(reader: KnowledgeBaseReader) -> list[str]:
-    """Source paths of the base's indexed documents (one catalog row per document).
-
-    The reader has no public listing of its documents; ``KnowledgeBases.documents`` is
-    the query such a listing would wrap.
-    """
-    return [d.source for d in reader._kbs.documents(reader.name) if d.status == STATUS_INDEXED]
+    """Source paths of the base's indexed documents (one catalog row per document)."""
+    return reader.sources()
 
 
 def _dense_ranking(
@@ -752,7 +748,7 @@ class CrossEncoderReranker:
         """Load the cross-encoder once; later calls return at once.
 
         Raises:
-            ConfigError: the model cannot be found or loaded without a download.
+            RetrievalError: the model cannot be found or loaded without a download.
             ValueError: ``device`` is invalid or names a missing CUDA device.
         """
         if self._model is not None:
@@ -768,7 +764,7 @@ class CrossEncoderReranker:
 
                 model = CrossEncoder(path, device=device, local_files_only=True)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                raise ConfigError(
+                raise RetrievalError(
                     f"cannot load rerank model {self._model_spec!r} without a download: {exc}. "
                     "Set rerank_model to a local sentence-transformers CrossEncoder directory, "
                     "or to '' to turn reranking off"
@@ -783,7 +779,7 @@ class CrossEncoderReranker:
 
         Raises:
             TypeError / ValueError: as :meth:`DenseRetriever.retrieve`.
-            ConfigError: the model cannot be loaded or gives more than one score per pair.
+            RetrievalError: the model cannot be loaded or gives more than one score per pair.
         """
         _check_query(query)
         _check_k(k)
@@ -793,7 +789,7 @@ class CrossEncoderReranker:
             return []
         self.warm_up()
         if self._model is None:  # pragma: no cover - warm_up sets it or raises
-            raise ConfigError(f"rerank model {self._model_spec!r} did not load")
+            raise RetrievalError(f"rerank model {self._model_spec!r} did not load")
         started = time.perf_counter()
         scores = np.asarray(
             self._model.predict(
@@ -805,7 +801,7 @@ class CrossEncoderReranker:
             dtype=np.float64,
         )
         if scores.ndim != 1:
-            raise ConfigError(
+            raise RetrievalError(
                 f"rerank model {self._model_spec!r} gives {scores.shape[-1]} scores per pair; "
                 "a reranker must give one (num_labels=1)"
             )

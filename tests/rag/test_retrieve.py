@@ -19,7 +19,7 @@ import pytest
 
 from rag.catalog import Catalog
 from rag.config import RetrievalMode, Settings
-from rag.errors import ConfigError
+from rag.errors import ConfigError, RetrievalError
 from rag.knowledge_base import KnowledgeBases
 from rag.reader import KnowledgeBaseReader
 from rag.records import ChunkDraft, DocumentToIndex, RetrievedChunk
@@ -460,7 +460,7 @@ def test_build_retriever_modes_and_light_construction(
     assert isinstance(reranked, CrossEncoderReranker)
     assert reranked.retrieve("q", k=2) == []
     commit(geo, document("/a.md", [("chunk", Q)]))
-    with pytest.raises(ConfigError, match="rerank model"):
+    with pytest.raises(RetrievalError, match="rerank model"):
         reranked.retrieve("q", k=2)
     with pytest.raises(ValueError, match="dense and sparse"):
         HybridRetriever(
