@@ -104,3 +104,59 @@ def test_console_script_and_human_output(home: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0 and "ok" in result.stdout
+
+
+def test_ask_and_chat_against_an_openai_compatible_server(home: Path) -> None:
+    from tests.rag.test_openai_generator import StandInServer
+
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    code, _, stderr = rag(home, "ingest", str(samples), "--kb", "demo")
+    assert code == EXIT_OK, stderr
+    server = StandInServer().start()
+    try:
+        backend = ["--generator", "openai", "--base-url", server.url, "--model", "stand-in"]
+        code, stdout, stderr = rag(
+            home, "ask", "How often is the signing key rotated?", "--kb", "demo", *backend
+        )
+        assert code == EXIT_OK, stderr
+        assert "The signing key is rotated every 90 days." in stdout
+        assert "security-handbook.md" in stdout and "Signing keys" in stdout
+        prompt = server.requests[-1]["body"]["messages"][-1]["content"]
+        assert "[1] (security-handbook.md" in prompt and prompt.rstrip().endswith(
+            "Question: How often is the signing key rotated?"
+        )
+
+        before = len(server.requests)
+        result = CliRunner().invoke(
+            app,
+            ["--home", str(home), "chat", "--kb", "demo", *backend],
+            input="How often is the signing key rotated?\nAnd where is it kept?\n/clear\n/exit\n",
+            catch_exceptions=False,
+        )
+        assert result.exit_code == EXIT_OK, result.stderr
+        assert result.stdout.count("rag> The signing key is rotated every 90 days.") == 2
+        assert "history cleared" in result.stdout
+        bodies = [r["body"] for r in server.requests[before:]]
+        # First turn: one answer request. Second turn: a condense request that carries the
+        # history, then the answer request.
+        assert len(bodies) == 3
+        condense = bodies[1]["messages"][-1]["content"]
+        assert "How often is the signing key rotated?" in condense
+        assert "And where is it kept?" in condense
+    finally:
+        server.stop()
+
+    server_down = rag(
+        home,
+        "ask",
+        "How often is the signing key rotated?",
+        "--kb",
+        "demo",
+        "--generator",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "x",
+    )
+    assert server_down[0] == 3 and "cannot reach" in server_down[2]
