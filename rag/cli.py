@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -317,6 +317,30 @@ def _answer_json(answer: Answer) -> dict[str, object]:
     return data
 
 
+def _location(source: str, page: int | None, heading: str | None) -> str:
+    """``file · page N · heading`` for a cited or retrieved chunk."""
+    where = [source_title(source)]
+    if page is not None:
+        where.append(f"page {page}")
+    if heading:
+        where.append(heading)
+    return " · ".join(where)
+
+
+def _echo_stream(pieces: Iterator[str | Answer]) -> Answer:
+    """Print a chain's text pieces as they arrive; return the final Answer."""
+    final: Answer | None = None
+    for piece in pieces:
+        if isinstance(piece, Answer):
+            final = piece
+        else:
+            out.print(piece, end="", highlight=False, markup=False)
+    out.print()
+    if final is None:  # pragma: no cover - the chain's stream always ends with an Answer
+        raise RuntimeError("the chain produced no answer")
+    return final
+
+
 def _print_sources(answer: Answer) -> None:
     if answer.refused:
         return
@@ -325,13 +349,9 @@ def _print_sources(answer: Answer) -> None:
         return
     out.print()
     for citation in answer.citations:
-        where = [source_title(citation.source)]
-        if citation.page is not None:
-            where.append(f"page {citation.page}")
-        if citation.heading:
-            where.append(citation.heading)
+        where = _location(citation.source, citation.page, citation.heading)
         mark = " (attributed)" if citation.inferred else ""
-        out.print(f"[bold][{citation.n}][/] {' · '.join(where)}{mark}", highlight=False)
+        out.print(f"[bold][{citation.n}][/] {where}{mark}", highlight=False)
         out.print(f"    {citation.text.strip()[:300]}", highlight=False, markup=False)
 
 
@@ -340,14 +360,8 @@ def _print_retrieved(chunks: tuple[RetrievedChunk, ...]) -> None:
         out.print("no chunk cleared the score floor")
         return
     for chunk in chunks:
-        where = [source_title(chunk.source)]
-        if chunk.page is not None:
-            where.append(f"page {chunk.page}")
-        if chunk.heading:
-            where.append(chunk.heading)
-        out.print(
-            f"[bold][{chunk.rank}][/] {chunk.score:.4f}  {' · '.join(where)}", highlight=False
-        )
+        where = _location(chunk.source, chunk.page, chunk.heading)
+        out.print(f"[bold][{chunk.rank}][/] {chunk.score:.4f}  {where}", highlight=False)
         out.print(f"    {chunk.text.strip()[:300]}", highlight=False, markup=False)
 
 
@@ -399,16 +413,7 @@ def ask(
             return chain.answer(
                 question, k=k, mode=retrieval, filters=filters, generate=not no_generate
             )
-        final: Answer | None = None
-        for piece in chain.stream(question, k=k, mode=retrieval, filters=filters):
-            if isinstance(piece, Answer):
-                final = piece
-            else:
-                out.print(piece, end="", highlight=False, markup=False)
-        out.print()
-        if final is None:  # pragma: no cover - stream always ends with an Answer
-            raise RuntimeError("the chain produced no answer")
-        return final
+        return _echo_stream(chain.stream(question, k=k, mode=retrieval, filters=filters))
 
     answer = _guard(run)
     if as_json:
@@ -457,17 +462,8 @@ def chat(
             continue
 
         def turn(question: str = question) -> Answer:
-            final: Answer | None = None
             out.print("rag> ", end="")
-            for piece in chain.stream(question, history=history, k=k, mode=retrieval):
-                if isinstance(piece, Answer):
-                    final = piece
-                else:
-                    out.print(piece, end="", highlight=False, markup=False)
-            out.print()
-            if final is None:  # pragma: no cover
-                raise RuntimeError("the chain produced no answer")
-            return final
+            return _echo_stream(chain.stream(question, history=history, k=k, mode=retrieval))
 
         try:
             answer = turn()
