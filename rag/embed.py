@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -299,7 +300,6 @@ class SentenceTransformerEmbedder:
 
 def _load_sentence_transformer(name: str, path: str, device: str) -> SentenceTransformer:
     """Load a model without touching the network, translating failures for users."""
-    import torch
 
     try:
         from sentence_transformers import SentenceTransformer
@@ -325,9 +325,41 @@ def _load_sentence_transformer(name: str, path: str, device: str) -> SentenceTra
         # On CPUs with AVX-512 BF16, bfloat16 cut MiniLM's CPU time by ~1.55x in our
         # measurement, with cosine >= 0.9999 to float32 vectors and 0.995 top-10 overlap;
         # vectors are cast back to float32 either way.
-        model.to(torch.bfloat16)
+        model = _bf16_if_faithful(model, name)
     model.eval()
     return model
+
+
+#: A short text embedded in both precisions before bfloat16 is trusted.
+_PRECISION_PROBE = "Which organelles besides the nucleus contain genetic material?"
+
+
+def _bf16_if_faithful(model: SentenceTransformer, name: str) -> SentenceTransformer:
+    """A bfloat16 copy of ``model`` if it still embeds like float32, else ``model``.
+
+    oneDNN's bfloat16 kernels return wrong vectors in some environments: with
+    ``OMP_THREAD_LIMIT=1`` (which unstructured's OCR module exports, so every child
+    process inherits it) MiniLM's bf16 query vectors had cosine ~0.4 to the float32 ones
+    and retrieval found nothing. One probe sentence costs milliseconds; the check runs on
+    a copy because casting back to float32 would not restore the original weights.
+    """
+    import torch
+
+    candidate = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.inference_mode():
+        expected = model.encode([_PRECISION_PROBE], convert_to_numpy=True)
+        got = candidate.encode([_PRECISION_PROBE], convert_to_numpy=True)
+    expected = _l2_normalise(np.asarray(expected, dtype=np.float32))
+    got = _l2_normalise(np.asarray(got, dtype=np.float32))
+    cosine = float((expected * got).sum())
+    if cosine < 0.999:
+        logger.warning(
+            "bfloat16 embeddings of %s disagree with float32 here (cosine %.3f); using float32",
+            name,
+            cosine,
+        )
+        return model
+    return candidate
 
 
 def _cpu_has_fast_bf16() -> bool:

@@ -120,6 +120,28 @@ class _StopCriteria(StoppingCriteria):
         return result
 
 
+class _BatchStopCriteria(StoppingCriteria):
+    """Per-row stop check for batched generation: a row is done once its new text holds
+    a stop sequence (rows that are done are padded while the others go on)."""
+
+    def __init__(self, tokenizer: Any, prompt_length: int, stop: tuple[str, ...]) -> None:
+        self._tokenizer = tokenizer
+        self._prompt_length = prompt_length
+        self._stop = stop
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: Any, **kwargs: object
+    ) -> torch.BoolTensor:
+        texts = self._tokenizer.batch_decode(
+            input_ids[:, self._prompt_length :], skip_special_tokens=True
+        )
+        flags = [any(s in text for s in self._stop) for text in texts]
+        result: torch.BoolTensor = torch.tensor(  # type: ignore[assignment]
+            flags, dtype=torch.bool, device=input_ids.device
+        )
+        return result
+
+
 class HuggingFaceGenerator:
     """A :class:`~rag.generate.Generator` running a local causal LM with ``transformers``.
 
@@ -246,6 +268,88 @@ class HuggingFaceGenerator:
         )
         return cut_at_stop(str(text), stops)
 
+    def generate_batch(
+        self,
+        prompts: Sequence[Sequence[ChatMessage]],
+        *,
+        max_new_tokens: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> list[str]:
+        """Answer several prompts in one padded forward pass per step.
+
+        On a CPU, decoding one sequence is bound by reading the weights once per token;
+        a batch of 8 reads them once for 8 rows, so evaluation runs several times faster.
+        Greedy outputs match :meth:`generate` up to float rounding from the padding.
+
+        Raises:
+            TypeError, ValueError: bad arguments.
+            GenerationError: a prompt does not fit the context window, or the model failed.
+        """
+        checked = [check_generation_args(m, max_new_tokens, stop) for m in prompts]
+        if not checked:
+            return []
+        loaded = self._ready()
+        tokenizer = loaded.tokenizer
+        stops = checked[0][2]
+        texts = [self._chat_text(loaded, m) for m, _, _ in checked]
+        previous_side = tokenizer.padding_side
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right
+        try:
+            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tokenizer.padding_side = previous_side
+        inputs = {
+            "input_ids": encoded["input_ids"].to(loaded.device),
+            "attention_mask": encoded["attention_mask"].to(loaded.device),
+        }
+        prompt_length = int(inputs["input_ids"].shape[1])
+        config = self._generation_config(loaded, prompt_length, checked[0][1])
+        criteria = StoppingCriteriaList()
+        if stops:
+            criteria.append(_BatchStopCriteria(tokenizer, prompt_length, stops))
+        try:
+            with torch.inference_mode():
+                output = loaded.model.generate(
+                    **inputs, generation_config=config, stopping_criteria=criteria
+                )
+        except (RuntimeError, ValueError) as exc:
+            raise GenerationError(f"model {self._model_spec!r} failed to generate: {exc}") from exc
+        decoded = tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+        return [cut_at_stop(str(text), stops) for text in decoded]
+
+    def loaded_model(self) -> tuple[Any, Any]:
+        """The loaded ``(model, tokenizer)``, loading them first if needed.
+
+        For callers that build on the weights (the evaluation suite fine-tunes a copy);
+        changing the returned model changes what this generator answers.
+        """
+        loaded = self._ready()
+        return loaded.model, loaded.tokenizer
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> HuggingFaceGenerator:
+        """Wrap a model already in memory (a fine-tuned copy) as a generator.
+
+        Args:
+            model: a ``transformers`` causal LM, on the device it should run on.
+            tokenizer: its tokenizer, with a chat template.
+            name: what :attr:`info` reports as the model.
+        """
+        device = str(next(model.parameters()).device)
+        generator = cls(name, device="cpu", max_new_tokens=max_new_tokens, temperature=temperature)
+        generator._device_setting = device
+        model.eval()
+        generator._loaded = _make_loaded(model, tokenizer, device)
+        return generator
+
     def stream(
         self,
         messages: Sequence[ChatMessage],
@@ -365,6 +469,18 @@ class HuggingFaceGenerator:
         self, loaded: _LoadedModel, messages: list[ChatMessage], max_new_tokens: int | None
     ) -> tuple[dict[str, torch.Tensor], GenerationConfig]:
         """Tokenize the chat prompt and build the generation settings for one call."""
+        encoded = loaded.tokenizer(
+            self._chat_text(loaded, messages), return_tensors="pt", add_special_tokens=False
+        )
+        inputs = {
+            "input_ids": encoded["input_ids"].to(loaded.device),
+            "attention_mask": encoded["attention_mask"].to(loaded.device),
+        }
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        return inputs, self._generation_config(loaded, prompt_tokens, max_new_tokens)
+
+    def _chat_text(self, loaded: _LoadedModel, messages: Sequence[ChatMessage]) -> str:
+        """The prompt as the model's chat template writes it, ready for the answer."""
         tokenizer = loaded.tokenizer
         if not getattr(tokenizer, "chat_template", None):
             raise GenerationError(
@@ -372,17 +488,17 @@ class HuggingFaceGenerator:
                 "messages cannot be formatted for it; use an instruct/chat model or add a "
                 "chat_template to its tokenizer_config.json"
             )
-        encoded = tokenizer.apply_chat_template(
+        text = tokenizer.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in messages],
             add_generation_prompt=True,
-            return_dict=True,
-            return_tensors="pt",
+            tokenize=False,
         )
-        inputs = {
-            "input_ids": encoded["input_ids"].to(loaded.device),
-            "attention_mask": encoded["attention_mask"].to(loaded.device),
-        }
-        prompt_tokens = int(inputs["input_ids"].shape[1])
+        return str(text)
+
+    def _generation_config(
+        self, loaded: _LoadedModel, prompt_tokens: int, max_new_tokens: int | None
+    ) -> GenerationConfig:
+        """Decoding settings for a prompt of ``prompt_tokens``, checked against the window."""
         room = loaded.context_window - prompt_tokens
         if room < 1:
             raise GenerationError(
@@ -408,7 +524,7 @@ class HuggingFaceGenerator:
         if sampling:
             # Only set when sampling: greedy decoding with a temperature set warns.
             config.temperature = self._temperature
-        return inputs, config
+        return config
 
     def _stream(
         self,

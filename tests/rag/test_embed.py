@@ -188,3 +188,37 @@ def test_bad_inputs_are_rejected(minilm: SentenceTransformerEmbedder) -> None:
         minilm.embed_documents(["ok", 3])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="text"):
         minilm.embed_query("   ")
+
+
+_EMBED_ONE = (
+    "import sys, json; from rag.embed import SentenceTransformerEmbedder as E; "
+    "v = E('all-MiniLM-L6-v2', device='cpu').embed_query(sys.argv[1]); "
+    "print(json.dumps(v.tolist()))"
+)
+
+
+@pytest.mark.slow
+def test_vectors_do_not_depend_on_the_openmp_thread_limit() -> None:
+    """unstructured exports OMP_THREAD_LIMIT=1 and children inherit it; under it oneDNN's
+    bfloat16 kernels gave garbage query vectors (cosine ~0.4), so retrieval found nothing.
+    The embedder must notice and stay in float32."""
+    import json
+    import subprocess
+    import sys
+
+    text = "What are two cellular organelles which contain genetic material?"
+    vectors = []
+    for limit in (None, "1"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_THREAD_LIMIT"}
+        if limit is not None:
+            env["OMP_THREAD_LIMIT"] = limit
+        result = subprocess.run(
+            [sys.executable, "-c", _EMBED_ONE, text],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
+        )
+        vectors.append(np.asarray(json.loads(result.stdout.strip().splitlines()[-1])))
+    assert float(vectors[0] @ vectors[1]) > 0.999
