@@ -52,8 +52,8 @@ demo: setup system-deps
 	@echo "  $(BIN)/rag --home $(DEMO_HOME) ingest ./your-docs --kb demo"
 
 lint: setup
-	$(BIN)/ruff check rag ingest tests bench
-	$(BIN)/ruff format --check rag ingest tests bench
+	$(BIN)/ruff check rag ingest evals tests bench
+	$(BIN)/ruff format --check rag ingest evals tests bench
 
 typecheck: setup
 	$(BIN)/mypy

@@ -131,3 +131,24 @@ class IngestRunRow(Base):
     chunks_added: Mapped[int] = mapped_column(Integer, default=0)
     chunks_removed: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class EvalRunRow(Base):
+    """One `rag eval run`: what it evaluated, where its report lives, its headline scores.
+
+    The full results stay in the run folder's report.json; the catalog keeps what a list
+    of runs shows (the UI's evaluation page) and where to find the rest.
+    """
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    dataset: Mapped[str] = mapped_column(Text)
+    out_dir: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # running | completed | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    strategies_json: Mapped[str] = mapped_column(Text, default="[]")
+    summary_json: Mapped[str] = mapped_column(Text, default="{}")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 #: Tokens kept free in the window besides the answer (chat template, rounding).
 _WINDOW_MARGIN = 32
 #: Sources the embedded 135M-parameter model is given: with more it stops answering.
-_EMBEDDED_MAX_SOURCES = 3
+EMBEDDED_MAX_SOURCES = 3
 #: Small models go on to invent the next question; cut there.
 _STOP = ("\nQuestion:", "\n问题：")
 
@@ -145,9 +145,12 @@ class RagChain:
             raise ValueError("this chain has no generator; build it with with_generator=True")
         templates = PromptTemplates.load(detect_language(question))
         budget = self.generator.context_window - self.settings.max_new_tokens - _WINDOW_MARGIN
+        limit = self.settings.max_sources
+        if limit is None and self.generator.info.get("backend") == "embedded":
+            limit = EMBEDDED_MAX_SOURCES
         return PromptBuilder(templates).build(
             question,
-            chunks,
+            chunks[:limit] if limit is not None else chunks,
             count_tokens=self.generator.count_tokens,
             budget_tokens=max(budget, 64),
         )
