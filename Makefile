@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_HOME ?= $(CURDIR)/.rag-demo
 # Debian packages: OCR for scanned PDFs (English + Simplified Chinese), pandoc for EPUB,
-# poppler for PDF rasterising, libmagic for file-type sniffing.
-APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim pandoc poppler-utils libmagic1
+# poppler for PDF rasterising, libmagic for file-type sniffing; chromium (and CJK fonts for
+# its screenshots) for the web UI's end-to-end browser test.
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim pandoc poppler-utils libmagic1 \
+	chromium fonts-noto-cjk
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
@@ -46,14 +48,15 @@ demo: setup system-deps
 	$(BIN)/rag --home $(DEMO_HOME) kb check demo
 	$(BIN)/rag --home $(DEMO_HOME) docs list --kb demo
 	@echo
-	@echo "Knowledge base 'demo' is ready in $(DEMO_HOME). Try:"
+	@echo "Knowledge base 'demo' is ready in $(DEMO_HOME). From another terminal, try:"
 	@echo "  $(BIN)/rag --home $(DEMO_HOME) ask \"How often is the signing key rotated?\" --kb demo"
 	@echo "  $(BIN)/rag --home $(DEMO_HOME) chat --kb demo"
-	@echo "  $(BIN)/rag --home $(DEMO_HOME) ingest ./your-docs --kb demo"
+	@echo "Opening the web UI at http://127.0.0.1:8501 (Ctrl-C stops it)."
+	$(BIN)/rag --home $(DEMO_HOME) ui --port 8501
 
 lint: setup
-	$(BIN)/ruff check rag ingest evals tests bench
-	$(BIN)/ruff format --check rag ingest evals tests bench
+	$(BIN)/ruff check rag ingest evals ui tests bench
+	$(BIN)/ruff format --check rag ingest evals ui tests bench
 
 typecheck: setup
 	$(BIN)/mypy

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -152,3 +153,49 @@ class EvalRunRow(Base):
     strategies_json: Mapped[str] = mapped_column(Text, default="[]")
     summary_json: Mapped[str] = mapped_column(Text, default="{}")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ChatSessionRow(Base):
+    """One conversation with a knowledge base (the UI lists and reopens them)."""
+
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The name, not a foreign key: a conversation stays readable after its base is gone.
+    kb_name: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    messages: Mapped[list[ChatMessageRow]] = relationship(
+        back_populates="session",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ChatMessageRow.id",
+    )
+
+
+class ChatMessageRow(Base):
+    """One turn: the user's question or the assistant's answer with exactly what it cited.
+
+    Citations, the retrieval trace and timings are stored as they were shown, so a
+    reopened conversation shows the same sources even after the base has changed.
+    """
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(20))  # user | assistant
+    content: Mapped[str] = mapped_column(Text)
+    refused: Mapped[bool] = mapped_column(Boolean, default=False)
+    supported: Mapped[bool] = mapped_column(Boolean, default=False)
+    citations_json: Mapped[str] = mapped_column(Text, default="[]")
+    retrieved_json: Mapped[str] = mapped_column(Text, default="[]")
+    timings_json: Mapped[str] = mapped_column(Text, default="{}")
+    generator_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    session: Mapped[ChatSessionRow] = relationship(back_populates="messages")

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         openai_api_key: sent as a bearer token; never serialised or logged.
         generator_timeout / generator_max_retries: for remote generators.
         max_new_tokens / temperature: generation length and sampling (0 = greedy).
+        ui_max_upload_mb: largest file the web UI accepts per upload.
+        ui_password_hash: when set (``rag hash-password`` makes one), the web UI shows
+            nothing before this password is entered; never serialised or logged.
+        ui_oidc: require Streamlit's OIDC login (``st.login``; the provider is configured
+            in ``.streamlit/secrets.toml`` under ``[auth]``).
     """
 
     model_config = SettingsConfigDict(
@@ -106,6 +111,11 @@ class Settings(BaseSettings):
     generator_max_retries: int = Field(default=2, ge=0, le=10)
     max_new_tokens: int = Field(default=256, ge=1, le=32768)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+    # -- the web UI --
+    ui_max_upload_mb: float = Field(default=50.0, gt=0)
+    ui_password_hash: SecretStr = SecretStr("")
+    ui_oidc: bool = False
 
     @classmethod
     def settings_customise_sources(

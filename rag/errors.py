@@ -64,3 +64,13 @@ class GeneratorUnavailableError(GenerationError):
 
 class RetrievalError(RagError):
     """Retrieval could not run (e.g. the reranker model cannot be loaded)."""
+
+
+class ChatSessionNotFoundError(RagError):
+    """No stored conversation has that id (deleted, or from another catalog)."""
+
+    def __init__(self, session_id: int) -> None:
+        super().__init__(
+            f"conversation {session_id} does not exist (it may have been deleted); start a new one"
+        )
+        self.session_id = session_id

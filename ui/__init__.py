@@ -1,0 +1,1 @@
+"""The Streamlit web UI: chat, knowledge bases and evaluation results (`rag ui`)."""
