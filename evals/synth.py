@@ -29,13 +29,58 @@ from rag.records import ChatMessage, StoredChunk
 
 _PROMPT = {
     "en": (
-        "Passage:\n{text}\n\nWrite one question that the passage answers, and its answer: "
-        "a short phrase copied word for word from the passage.\n"
-        "Question:"
+        "Read the passage and write a quiz question about one fact in it, then the answer "
+        "copied exactly from the passage.\n\nPassage:\n{text}\n\nReply in exactly this "
+        "format:\nQuestion: <question>\nAnswer: <short answer copied from the passage>"
     ),
-    "zh": "段落：\n{text}\n\n根据段落写一个问题，并给出答案：从段落中原文照抄的简短短语。\n问题：",
+    "zh": (
+        "阅读段落，针对其中一个事实写一个问题，并给出从段落中原文照抄的答案。\n\n段落：\n{text}"
+        "\n\n严格按以下格式回答：\n问题：<问题>\n答案：<从段落中照抄的简短答案>"
+    ),
+}
+# Second step, for a question that came without a usable answer: small models often stop
+# after the question, or answer in a whole sentence that is then aligned to the passage.
+_ANSWER_PROMPT = {
+    "en": (
+        "Passage:\n{text}\n\nQuestion: {question}\nAnswer with the shortest phrase from "
+        "the passage, copied word for word."
+    ),
+    "zh": "段落：\n{text}\n\n问题：{question}\n请用段落中最短的原文短语回答。",
 }
 _ANSWER = re.compile(r"(?:^|\n)\s*(?:Answer|答案)\s*[:：]\s*(.+)", re.IGNORECASE)
+_QUESTION = re.compile(r"^\s*(?:Question|问题)?\s*[:：]?\s*(.+?[?？])", re.IGNORECASE)
+_WORD = re.compile(r"\w+(?:[-'’.]\w+)*")
+_MAX_ANSWER_WORDS = 12
+_FILLER = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "from",
+        "with",
+        "and",
+        "or",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "as",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -86,19 +131,33 @@ def synthesize(
             continue
         attempted += len(chunks)
         outputs = _generate(generator, [_messages(c) for c in chunks])
+        pairs: list[tuple[StoredChunk, str, str]] = []
+        unanswered: list[tuple[StoredChunk, str]] = []
         for chunk, raw in zip(chunks, outputs, strict=True):
             pair = parse_pair(raw)
             if pair is not None and is_checkable(pair[0], pair[1], chunk.text):
-                rows.append(
-                    {
-                        "id": f"synth-{chunk.chunk_id}",
-                        "question": pair[0],
-                        "answers": [pair[1]],
-                        "evidence": chunk.text,
-                        "source": chunk.source,
-                        "chunk_id": chunk.chunk_id,
-                    }
-                )
+                pairs.append((chunk, *pair))
+                continue
+            question = pair[0] if pair is not None else parse_question(raw)
+            if question:
+                unanswered.append((chunk, question))
+        if unanswered:
+            answers = _generate(generator, [_answer_messages(c, q) for c, q in unanswered])
+            for (chunk, question), raw in zip(unanswered, answers, strict=True):
+                answer = align_answer(raw, chunk.text, question)
+                if answer and is_checkable(question, answer, chunk.text):
+                    pairs.append((chunk, question, answer))
+        for chunk, question, answer in pairs:
+            rows.append(
+                {
+                    "id": f"synth-{chunk.chunk_id}",
+                    "question": question,
+                    "answers": [answer],
+                    "evidence": chunk.text,
+                    "source": chunk.source,
+                    "chunk_id": chunk.chunk_id,
+                }
+            )
         if on_batch is not None:
             on_batch(len(rows), attempted)
     if attempted == 0:
@@ -112,6 +171,83 @@ def synthesize(
 def _messages(chunk: StoredChunk) -> list[ChatMessage]:
     language = detect_language(chunk.text)
     return [ChatMessage("user", _PROMPT[language].format(text=chunk.text))]
+
+
+def _answer_messages(chunk: StoredChunk, question: str) -> list[ChatMessage]:
+    language = detect_language(chunk.text)
+    template = _ANSWER_PROMPT[language]
+    return [ChatMessage("user", template.format(text=chunk.text, question=question))]
+
+
+def parse_question(raw: str) -> str | None:
+    """The first question (a line ending in ``?``) of the generator's text, if any."""
+    for line in raw.strip().splitlines():
+        found = _QUESTION.match(line)
+        if found:
+            return found.group(1).strip()
+    return None
+
+
+def align_answer(raw: str, passage: str, question: str) -> str | None:
+    """The part of a free-text answer that is copied from the passage, as a short phrase.
+
+    Takes the longest run of the answer's words that occurs in the passage, then the
+    longest stretch of it that the question does not already say, without filler words
+    at its ends ("Restoring a database takes about 40 minutes" -> "about 40 minutes" for
+    "How long does it take to restore a database?"). Chinese answers are kept whole when
+    they occur in the passage.
+    """
+    text = raw.strip().splitlines()[0].strip() if raw.strip() else ""
+    text = re.sub(r"^(?:Answer|答案)\s*[:：]\s*", "", text, flags=re.IGNORECASE)
+    text = text.strip().strip("\"'“”").rstrip(".。")
+    if not text:
+        return None
+    if detect_language(text) == "zh":
+        return text if text in passage else None
+    words = _WORD.findall(text)
+    passage_words = [w.lower() for w in _WORD.findall(passage)]
+    joined = f" {' '.join(passage_words)} "
+    best: list[str] = []
+    for i in range(len(words)):
+        for j in range(len(words), i, -1):
+            if j - i <= len(best):
+                break
+            if f" {' '.join(w.lower() for w in words[i:j])} " in joined:
+                best = words[i:j]
+                break
+    asked = {_stem(w) for w in _WORD.findall(question)}
+    # The answer is the longest stretch of it that the question does not already say.
+    segments: list[list[str]] = [[]]
+    for word in best:
+        if _stem(word) in asked:
+            segments.append([])
+        else:
+            segments[-1].append(word)
+    trimmed = []
+    for segment in segments:
+        while segment and segment[0].lower() in _FILLER:
+            segment = segment[1:]
+        while segment and segment[-1].lower() in _FILLER:
+            segment = segment[:-1]
+        trimmed.append(segment)
+    best = max(trimmed, key=len)
+    if not best or len(best) > _MAX_ANSWER_WORDS:
+        return None
+    # Report the phrase as the passage writes it (case, punctuation between words).
+    pattern = r"\W+".join(re.escape(w) for w in best)
+    found = re.search(pattern, passage, flags=re.IGNORECASE)
+    return found.group(0) if found else None
+
+
+def _stem(word: str) -> str:
+    """A crude English stem, enough to see that "signs" is what "sign" asked about."""
+    word = word.lower()
+    for suffix in ("ing", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    # "restore" and "restoring" (or "take" and "takes") meet at "restor" ("tak").
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def _generate(generator: Generator, prompts: Sequence[list[ChatMessage]]) -> list[str]:

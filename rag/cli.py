@@ -771,15 +771,15 @@ def eval_run(
     ] = None,
     articles: Annotated[
         int | None,
-        typer.Option("--articles", min=1, help="SQuAD/CMRC: the first N articles [default: 5]."),
+        typer.Option("--articles", min=1, help="SQuAD/CMRC: the first N articles (default 5)."),
     ] = None,
     questions: Annotated[
         int | None,
         typer.Option(
             "--questions",
             min=1,
-            help="SQuAD/CMRC: questions to sample, train + test [default: 60]; BEIR: the "
-            "first N queries [default: all]; JSONL: a sample [default: all].",
+            help="SQuAD/CMRC: questions to sample, train + test (default 60); BEIR: the "
+            "first N queries (default all); JSONL: a sample (default all).",
         ),
     ] = None,
     unanswerable: Annotated[
@@ -787,7 +787,10 @@ def eval_run(
         typer.Option("--unanswerable", min=0, help="Add questions the corpus cannot answer."),
     ] = 10,
     test_fraction: Annotated[
-        float, typer.Option("--test-fraction", help="Share of questions held out for testing.")
+        float,
+        typer.Option(
+            "--test-fraction", help="Share of questions held out for testing.", show_default="2/3"
+        ),
     ] = 2 / 3,
     split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "test",
     retrieval: RetrievalOption = None,

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from rag.embed import Embedder, SentenceTransformerEmbedder, default_batch_size
 from rag.generate import Generator, build_generator
 from rag.knowledge_base import KnowledgeBases
 from rag.reader import KnowledgeBaseReader
-from ui.uploads import SavedUpload, save_upload
+from ui.uploads import SavedUpload, UploadRejectedError, save_upload, upload_dir
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,6 @@ class UiServices:
             (too large, unusable name), and the ingest summary (None when nothing was
             saved). Per-file parse failures are in the summary; nothing is lost.
         """
-        from ui.uploads import UploadRejectedError
-
         saved: list[SavedUpload] = []
         rejected: list[tuple[str, str]] = []
         for name, data in files:
@@ -162,10 +161,6 @@ class UiServices:
 
     def delete_kb(self, name: str) -> None:
         """Delete a knowledge base, its index files and its uploaded copies."""
-        import shutil
-
-        from ui.uploads import upload_dir
-
         self.kbs.delete(name)
         self.forget(name)
         folder = upload_dir(self.settings.home, name)
@@ -174,6 +169,4 @@ class UiServices:
 
     def upload_folder(self, kb: str) -> Path:
         """Where a base's uploaded files are kept."""
-        from ui.uploads import upload_dir
-
         return upload_dir(self.settings.home, kb)

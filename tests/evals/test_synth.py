@@ -9,7 +9,14 @@ import pytest
 
 from evals.datasets import load_dataset
 from evals.errors import EvalError
-from evals.synth import is_checkable, parse_pair, synthesize, write_jsonl
+from evals.synth import (
+    align_answer,
+    is_checkable,
+    parse_pair,
+    parse_question,
+    synthesize,
+    write_jsonl,
+)
 from ingest.pipeline import IngestPipeline
 from rag.config import Settings
 from rag.knowledge_base import KnowledgeBases
@@ -50,6 +57,36 @@ def test_is_checkable() -> None:
     assert not is_checkable("What?", "a", PASSAGE)  # too short to check
 
 
+def test_parse_question() -> None:
+    assert parse_question("Question: Where is the key stored?\nmore") == "Where is the key stored?"
+    assert parse_question("intro\n密钥存放在哪里？") == "密钥存放在哪里？"
+    assert parse_question("no question here.") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "question", "answer"),
+    [
+        # A whole-sentence answer is cut to the words the passage has and the question lacks.
+        (
+            "Answer: The signing key is rotated every 90 days.",
+            "How often is the key rotated?",
+            "every 90 days",
+        ),
+        (
+            "Restoring one takes about 40 minutes",
+            "How long does it take to restore?",
+            "about 40 minutes",
+        ),
+        ("The service signs tokens", "How does the service sign tokens?", None),  # nothing new
+        ("Olympus City", "What is the capital of Mars?", None),  # not in the passage
+        ("", "Why?", None),
+    ],
+)
+def test_align_answer(raw: str, question: str, answer: str | None) -> None:
+    passage = PASSAGE + " Restoring takes about 40 minutes."
+    assert align_answer(raw, passage, question) == answer
+
+
 class PassageAwareGenerator(ScriptedGenerator):
     """Writes a good pair for the signing-key passage and an invented one for others."""
 
@@ -80,8 +117,10 @@ def test_synthesize_keeps_only_checkable_pairs(
     ]
     generator = PassageAwareGenerator()
     result = synthesize(reader, generator, n=5, seed=1, min_chunk_chars=50)
-    # Every chunk was tried once; only the pair copied from its passage was kept.
-    assert result.attempted == len(long_chunks) == len(generator.seen) > 1
+    # Every chunk was tried once; the invented pairs were asked a second time for an
+    # answer from the passage (which they did not give); only the copied pair was kept.
+    assert result.attempted == len(long_chunks) > 1
+    assert len(generator.seen) == 2 * len(long_chunks) - 1
     [row] = result.rows
     assert row["question"] == "How often is the signing key rotated?"
     assert row["answers"] == ["every 90 days"]
