@@ -16,6 +16,7 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 for _key in [k for k in os.environ if k.startswith("RAG_")]:
     del os.environ[_key]
 
+import json  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -49,3 +50,60 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# Short articles of the SQuAD slice (iPod, Dog, Wayback Machine, Iranian languages) and
+# one more whose questions the others cannot answer (BBC Television).
+TINY_ARTICLES = (7, 20, 30, 35, 41)
+PARAGRAPHS_PER_ARTICLE = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_squad(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQuAD-layout file of five short articles, three paragraphs each."""
+    data = json.loads((shared_data / "squad" / "train-v1.1-slice.json").read_text("utf-8"))
+    articles = []
+    for index in TINY_ARTICLES:
+        article = data["data"][index]
+        articles.append(
+            {
+                "title": article["title"],
+                "paragraphs": article["paragraphs"][:PARAGRAPHS_PER_ARTICLE],
+            }
+        )
+    path = tmp_path_factory.mktemp("tiny-squad") / "tiny-squad.json"
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_scifact(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BEIR folder: 25 SciFact test queries, their relevant abstracts and 100 others."""
+    source = shared_data / "scifact"
+    lines = (source / "qrels" / "test.tsv").read_text("utf-8").splitlines()[1:]
+    qrels = [line.split("\t") for line in lines if line.strip()]
+    queries = sorted({q for q, _, _ in qrels}, key=int)[:25]
+    relevant = {d for q, d, _ in qrels if q in queries}
+    corpus = []
+    others = 0
+    with (source / "corpus.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            doc = json.loads(line)
+            if doc["_id"] in relevant or others < 100:
+                others += doc["_id"] not in relevant
+                corpus.append(line.strip())
+    folder = tmp_path_factory.mktemp("tiny-scifact")
+    (folder / "qrels").mkdir()
+    (folder / "corpus.jsonl").write_text("\n".join(corpus) + "\n", "utf-8")
+    wanted = set(queries)
+    query_lines = [
+        line
+        for line in (source / "queries.jsonl").read_text("utf-8").splitlines()
+        if line.strip() and json.loads(line)["_id"] in wanted
+    ]
+    (folder / "queries.jsonl").write_text("\n".join(query_lines) + "\n", "utf-8")
+    rows = ["query-id\tcorpus-id\tscore"] + [
+        "\t".join(row).strip() for row in qrels if row[0] in wanted
+    ]
+    (folder / "qrels" / "test.tsv").write_text("\r\n".join(rows) + "\r\n", "utf-8")
+    return folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -83,3 +84,61 @@ class ScriptedGenerator:
         text = self._next()
         for start in range(0, len(text), 7):
             yield text[start : start + 7]
+
+
+class LookupGenerator:
+    """A deterministic reader that is right whenever it can be.
+
+    Given the RAG prompt it answers a known question with its reference answer and the
+    number of the first source that holds it, and refuses (with the template's sentence)
+    when no source does; without sources (closed-book) it says it does not know. It
+    records every prompt it saw.
+    """
+
+    REFUSAL = "The sources do not contain the answer to this question."
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.seen: list[list[object]] = []
+
+    @property
+    def info(self) -> dict[str, str]:
+        return {"backend": "lookup", "model": "oracle"}
+
+    @property
+    def context_window(self) -> int:
+        return 4096
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text.split()))
+
+    def generate(
+        self,
+        messages: Sequence[object],
+        *,
+        max_new_tokens: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> str:
+        self.seen.append(list(messages))
+        content = str(getattr(messages[-1], "content", ""))
+        question = next((q for q in self.answers if q in content), None)
+        blocks = re.split(r"^\[(\d+)\] ", content, flags=re.MULTILINE)
+        sources = dict(zip(blocks[1::2], blocks[2::2], strict=True))
+        if not sources:
+            return "I don't know."
+        if question is None:
+            return self.REFUSAL
+        answer = self.answers[question]
+        for number, text in sources.items():
+            if answer in text:
+                return f"{answer} [{number}]"
+        return self.REFUSAL
+
+    def stream(
+        self,
+        messages: Sequence[object],
+        *,
+        max_new_tokens: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]:
+        yield self.generate(messages, max_new_tokens=max_new_tokens, stop=stop)

@@ -1,6 +1,6 @@
 """Evaluation runs end to end on real text and the real embedding model.
 
-The generator here is a deterministic reader (tests/evals/conftest.py) so that the scores
+The generator here is a deterministic reader (tests/fakes.py) so that the scores
 have known values: a run that mis-joins predictions and references, leaks train
 questions into the test set or mis-scores refusals fails. Every strategy also runs on
 the real embedded model in test_eval_cli.py.
@@ -21,7 +21,7 @@ from ingest.pipeline import IngestPipeline
 from rag.catalog_schema import EvalRunRow
 from rag.config import Settings
 from rag.knowledge_base import KnowledgeBases
-from tests.evals.conftest import LookupGenerator
+from tests.fakes import LookupGenerator
 
 pytestmark = pytest.mark.slow
 

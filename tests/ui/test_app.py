@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from evals.report import write_report
@@ -278,3 +280,30 @@ def test_every_page_renders_in_chinese(demo_home: Path, page: str | None) -> Non
         assert "部署指南.md" in at.dataframe[0].value["文档"].tolist()
     if page == "views/evaluations.py":
         assert titles == ["评测"] and "还没有评测记录" in at.info[0].value
+
+
+def test_evaluations_page_starts_a_run_in_the_background(
+    home: Path, tmp_path: Path, tiny_scifact: Path
+) -> None:
+    at = app("views/evaluations.py")
+    at.text_input(key="eval_dataset").set_value(f"beir:{tiny_scifact}")
+    at.multiselect(key="eval_strategies").set_value(["bm25", "hybrid"])
+    out = tmp_path / "started"
+    at.text_input(key="eval_out").set_value(str(out))
+    at.button[0].click().run()  # the form's Start button
+    assert not at.exception, at.exception
+    assert "Started" in at.success[0].value and str(out / "run.log") in at.success[0].value
+    catalog = Catalog(Settings(home=home).catalog_url)
+    deadline = time.monotonic() + 300
+    status = None
+    while time.monotonic() < deadline:
+        with catalog.session() as session:
+            row = session.scalars(select(EvalRunRow)).first()
+            status = None if row is None else row.status
+        if status in ("completed", "failed"):
+            break
+        time.sleep(1)
+    assert status == "completed", (out / "run.log").read_text("utf-8")
+    at = app("views/evaluations.py")
+    assert at.dataframe[0].value["status"].tolist() == ["completed"]
+    assert "hybrid" in "\n".join(m.value for m in at.markdown)
