@@ -30,10 +30,19 @@ _QA_COLUMNS = (
 )
 _RETRIEVAL_COLUMNS = (
     ("ndcg@10", "nDCG@10"),
+    ("recall@5", "Recall@5"),
     ("recall@10", "Recall@10"),
     ("recall@100", "Recall@100"),
     ("mrr", "MRR"),
 )
+
+
+def scored_as_retrieval(report: dict[str, Any]) -> bool:
+    """Whether a run scored rankings (nDCG, recall, MRR) rather than answers."""
+    scored = report.get("scored_as")
+    if scored is not None:
+        return bool(scored == "retrieval")
+    return bool(report["dataset"]["kind"] == "retrieval")
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -78,7 +87,7 @@ def render(out: Path) -> list[Path]:
 def markdown(report: dict[str, Any]) -> str:
     """The comparison table and the run's particulars as Markdown."""
     dataset = report["dataset"]
-    retrieval = dataset["kind"] == "retrieval"
+    retrieval = scored_as_retrieval(report)
     main = report.get("main_metric", "f1")
     lines = [
         f"# Evaluation: {report.get('name', '')}",
@@ -272,7 +281,7 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
     written.append(out / "quality_vs_latency.png")
 
-    if report["dataset"]["kind"] != "retrieval":
+    if not scored_as_retrieval(report):
         cost = [(data[n].get("training") or {}).get("train_seconds", 0.0) for n in names]
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         ax.scatter(cost, means, color="#55A868")

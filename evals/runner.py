@@ -51,6 +51,7 @@ from evals.strategies import (
 from rag.catalog_schema import EvalRunRow, utcnow
 from rag.chain import EMBEDDED_MAX_SOURCES, RagChain
 from rag.config import Settings
+from rag.embed import build_embedder, canonical_model_name
 from rag.generate import Generator, build_generator
 from rag.hf_generator import HuggingFaceGenerator
 from rag.knowledge_base import KnowledgeBases
@@ -115,6 +116,7 @@ class RunConfig:
     finetune_lr: float | None = None
     lora_r: int = 16
     seed: int = 13
+    embedding: str | None = None
     name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -219,6 +221,11 @@ class EvalRunner:
 
     def _check_fit(self, dataset: EvalDataset, config: RunConfig) -> None:
         retrieval_only = [s for s in config.strategies if s in RETRIEVAL_STRATEGIES]
+        if retrieval_only and len(retrieval_only) != len(config.strategies):
+            raise StrategyError(
+                f"rank ({', '.join(retrieval_only)}) and answer strategies are scored "
+                "differently; run the retrieval strategies in a run of their own"
+            )
         if dataset.kind == "retrieval" and len(retrieval_only) != len(config.strategies):
             raise StrategyError(
                 f"{dataset.name} is a retrieval dataset (no reference answers); use the "
@@ -280,7 +287,8 @@ class EvalRunner:
         if config.kb is not None:
             self.kbs.get(config.kb)  # raises KnowledgeBaseNotFoundError with the fix
             return config.kb, {}
-        digest = hashlib.sha256()
+        embedding = canonical_model_name(config.embedding) if config.embedding else None
+        digest = hashlib.sha256(f"{embedding or 'auto'}\0".encode())
         for document in dataset.documents:
             digest.update(f"{document.doc_id}\0{document.title}\0{document.text}\0".encode())
         key = digest.hexdigest()[:10]
@@ -306,6 +314,14 @@ class EvalRunner:
             path.write_text(body, "utf-8")
             mapping[str(path.resolve())] = document.doc_id
         self.progress.phase(f"indexing {len(dataset.documents)} documents into {kb_name}", 0)
+        if embedding is not None and not self.kbs.exists(kb_name):
+            # A chosen model is fixed before the first ingest; without one the ingest
+            # picks by the documents' language (multilingual for CMRC 2018).
+            self.kbs.create(
+                kb_name,
+                embedding_model=embedding,
+                embedding_dim=build_embedder(embedding, device=self.settings.device).dimension,
+            )
         self.index_folder(docs, kb_name)
         mapping_file.write_text(json.dumps(mapping), "utf-8")
         return kb_name, mapping
@@ -459,7 +475,10 @@ class EvalRunner:
             strategies[run.name] = scored["summary"]
             per_question[run.name] = scored["per_question"]
             predictions_out[run.name] = scored["rows"]
-        main = MAIN_RETRIEVAL_METRIC if dataset.kind == "retrieval" else MAIN_QA_METRIC
+        ranking = dataset.kind == "retrieval" or all(
+            s in RETRIEVAL_STRATEGIES for s in config.strategies
+        )
+        main = MAIN_RETRIEVAL_METRIC if ranking else MAIN_QA_METRIC
         _compare(strategies, per_question, main, seed=config.seed)
         return {
             "schema": 1,
@@ -477,7 +496,7 @@ class EvalRunner:
                 "train_questions": len(split.train),
                 "test_questions": sum(1 for e in split.test if e.answerable),
                 "unanswerable_questions": sum(1 for e in split.test if not e.answerable),
-                "queries": len(split.test) if dataset.kind == "retrieval" else None,
+                "queries": sum(1 for e in split.test if e.answerable) if ranking else None,
             },
             "knowledge_base": kb_name,
             "retrieval": {
@@ -489,9 +508,11 @@ class EvalRunner:
                     else None
                 ),
                 "embedding_model": self.kbs.get(kb_name).embedding_model if kb_name else None,
-                "score_floor": (None if dataset.kind == "retrieval" else self.settings.score_floor),
+                "score_floor": None if ranking else self.settings.score_floor,
             },
             "main_metric": main,
+            # "retrieval": rankings scored (nDCG, recall, MRR); "qa": answers scored.
+            "scored_as": "retrieval" if ranking else "qa",
             "versions": _versions(),
             "strategies": strategies,
             "predictions": predictions_out,

@@ -31,6 +31,7 @@ import numpy as np
 from ingest.chunk import Chunker
 from ingest.discover import discover
 from ingest.errors import IngestError
+from ingest.language import MOSTLY_CJK, sniff_cjk_share
 from ingest.load import DocumentLoader, sha256_file
 from ingest.parse import (
     FileParser,
@@ -41,19 +42,22 @@ from ingest.parse import (
     init_worker,
     parse_in_worker,
 )
-from rag.config import IndexKind, Settings
+from rag.config import DEFAULT_EMBEDDING_MODEL, IndexKind, Settings
 from rag.embed import (
     Embedder,
-    SentenceTransformerEmbedder,
+    build_embedder,
+    canonical_model_name,
+    chunking_tokenizer,
     default_batch_size,
-    resolve_model_path,
 )
 from rag.errors import ConfigError
 from rag.knowledge_base import (
     STATUS_INDEXED,
+    KnowledgeBaseInfo,
     KnowledgeBases,
     KnowledgeBaseWriter,
 )
+from rag.multilingual_embed import MULTILINGUAL_MODEL
 from rag.records import DocumentToIndex, FailedDocument
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,9 @@ class IngestSummary:
     seconds: float
     embed_seconds: float
     failures: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    embedding_model: str = ""
+    #: Set when the run chose the base's embedding model from the documents' language.
+    embedding_note: str | None = None
 
     @property
     def chunks_per_second(self) -> float:
@@ -128,9 +135,7 @@ class IngestPipeline:
         return self.settings.embedding_batch_size or default_batch_size(self.settings.device)
 
     def _default_embedder(self, model: str) -> Embedder:
-        return SentenceTransformerEmbedder(
-            model, device=self.settings.device, batch_size=self._batch_size()
-        )
+        return build_embedder(model, device=self.settings.device, batch_size=self._batch_size())
 
     def embedder(self, model: str) -> Embedder:
         """The (cached) embedder for a model name."""
@@ -158,28 +163,45 @@ class IngestPipeline:
         started = time.perf_counter()
         found = discover(paths)
         kb_created = False
+        wanted = canonical_model_name(embedding_model) if embedding_model else None
         if self.kbs.exists(kb):
             info = self.kbs.get(kb)
-            if embedding_model and embedding_model != info.embedding_model:
-                raise ConfigError(
-                    f"knowledge base {kb!r} was built with embedding model "
-                    f"{info.embedding_model!r}, not {embedding_model!r}; ingest into a new "
-                    "base or drop --embedding"
-                )
+            empty = info.documents == 0 and info.failed_documents == 0
+            if wanted and wanted != info.embedding_model:
+                if not (info.embedding_auto and empty):
+                    raise ConfigError(
+                        f"knowledge base {kb!r} was built with embedding model "
+                        f"{info.embedding_model!r}, not {wanted!r}; ingest into a new "
+                        "base or drop --embedding"
+                    )
+                info = self._switch_model(kb, wanted)
             if index_kind and index_kind != info.index_kind:
                 raise ConfigError(
                     f"knowledge base {kb!r} uses a {info.index_kind!r} index; switch it with "
                     f"`rag kb rebuild {kb} --index {index_kind}`"
                 )
+            model_note = None
+            if info.embedding_auto and empty:
+                model_note = self._language_choice(found.files)
+                if model_note is not None:
+                    info = self._switch_model(kb, MULTILINGUAL_MODEL)
             model = info.embedding_model
         else:
-            model = embedding_model or self.settings.embedding_model
+            configured = canonical_model_name(self.settings.embedding_model)
+            model = wanted or configured
+            # Nobody chose the model when neither --embedding nor a configured
+            # non-default model says so: the documents' language may then decide.
+            auto = wanted is None and configured == DEFAULT_EMBEDDING_MODEL
+            model_note = self._language_choice(found.files) if auto else None
+            if model_note is not None:
+                model, auto = MULTILINGUAL_MODEL, False
             embedder = self.embedder(model)
             self.kbs.create(
                 kb,
                 embedding_model=model,
                 embedding_dim=embedder.dimension,
                 index_kind=index_kind,
+                embedding_auto=auto,
             )
             kb_created = True
         with self.kbs.writer(kb) as writer:
@@ -192,7 +214,13 @@ class IngestPipeline:
                 )
                 raise
             seconds = time.perf_counter() - started
-            summary = replace(summary, kb_created=kb_created, seconds=seconds)
+            summary = replace(
+                summary,
+                kb_created=kb_created,
+                seconds=seconds,
+                embedding_model=model,
+                embedding_note=model_note,
+            )
             writer.finish_run(
                 run_id,
                 status="completed",
@@ -208,6 +236,24 @@ class IngestPipeline:
                 seconds=seconds,
             )
         return summary
+
+    def _language_choice(self, files: Sequence[Path]) -> str | None:
+        """Why the multilingual model suits these documents, or None if it does not."""
+        loader = DocumentLoader(
+            ocr=self.settings.ocr, max_file_bytes=int(self.settings.max_file_mb * 1024 * 1024)
+        )
+        share = sniff_cjk_share(loader, files)
+        if share is None or share <= MOSTLY_CJK:
+            return None
+        return (
+            f"the first documents are {share:.0%} Chinese/Japanese/Korean, so this base "
+            f"embeds with {MULTILINGUAL_MODEL} (choose another with --embedding)"
+        )
+
+    def _switch_model(self, kb: str, model: str) -> KnowledgeBaseInfo:
+        return self.kbs.set_embedding_model(
+            kb, model=model, dimension=self.embedder(model).dimension
+        )
 
     def _run_locked(
         self,
@@ -251,7 +297,7 @@ class IngestPipeline:
                 max_file_bytes=int(self.settings.max_file_mb * 1024 * 1024),
             ),
             Chunker(
-                tokenizer=resolve_model_path(model),
+                tokenizer=chunking_tokenizer(model),
                 chunk_size=writer.info.chunk_size,
                 chunk_overlap=writer.info.chunk_overlap,
             ),

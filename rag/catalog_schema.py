@@ -44,6 +44,9 @@ class KnowledgeBaseRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     embedding_model: Mapped[str] = mapped_column(String(500))
     embedding_dim: Mapped[int] = mapped_column(Integer)
+    # True while nobody chose the model: the first ingest may switch it (Chinese text
+    # gets the multilingual model) as long as the base holds no vectors.
+    embedding_auto: Mapped[bool] = mapped_column(Boolean, default=False)
     index_kind: Mapped[str] = mapped_column(String(20))
     chunk_size: Mapped[int] = mapped_column(Integer)
     chunk_overlap: Mapped[int] = mapped_column(Integer)

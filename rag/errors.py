@@ -74,3 +74,7 @@ class ChatSessionNotFoundError(RagError):
             f"conversation {session_id} does not exist (it may have been deleted); start a new one"
         )
         self.session_id = session_id
+
+
+class ModelIntegrityError(RagError):
+    """A downloaded model file does not match its published size and sha256."""

@@ -299,7 +299,10 @@ def build_generator(
                 "to a local Hugging Face model folder or .gguf file"
             )
         from rag.hf_generator import HuggingFaceGenerator
+        from rag.models import MODELS, require_installed
 
+        if name in MODELS:  # an optional model installed by `rag models install NAME`
+            name = str(require_installed(settings.home, name))
         path = Path(name).expanduser()
         is_gguf = path.suffix.lower() == ".gguf"
         return HuggingFaceGenerator(

@@ -317,6 +317,11 @@ class HuggingFaceGenerator:
         decoded = tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
         return [cut_at_stop(str(text), stops) for text in decoded]
 
+    @property
+    def parameter_count(self) -> int:
+        """Number of weights of the loaded model (loads it if needed)."""
+        return int(sum(p.numel() for p in self._ready().model.parameters()))
+
     def loaded_model(self) -> tuple[Any, Any]:
         """The loaded ``(model, tokenizer)``, loading them first if needed.
 

@@ -82,6 +82,7 @@ class KnowledgeBaseInfo:
     chunks: int
     created_at: datetime
     updated_at: datetime
+    embedding_auto: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,7 @@ class KnowledgeBases:
             chunks=int(chunks),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            embedding_auto=bool(row.embedding_auto),
         )
 
     def documents(self, name: str) -> list[DocumentInfo]:
@@ -295,8 +297,13 @@ class KnowledgeBases:
         chunk_size: int | None = None,
         chunk_overlap: int | None = None,
         description: str = "",
+        embedding_auto: bool = False,
     ) -> KnowledgeBaseInfo:
-        """Create an empty knowledge base recording its embedding model and chunking."""
+        """Create an empty knowledge base recording its embedding model and chunking.
+
+        ``embedding_auto`` marks a model nobody chose (the default): the first ingest
+        may then switch it to suit the documents' language.
+        """
         validate_kb_name(name)
         if embedding_dim <= 0:
             raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
@@ -311,6 +318,7 @@ class KnowledgeBases:
                 description=description,
                 embedding_model=embedding_model,
                 embedding_dim=embedding_dim,
+                embedding_auto=embedding_auto,
                 index_kind=index_kind or self.settings.index_kind,
                 chunk_size=chunk_size or self.settings.chunk_size,
                 chunk_overlap=(
@@ -319,6 +327,33 @@ class KnowledgeBases:
                 generation=0,
             )
             session.add(row)
+            session.flush()
+            return self._info(session, row)
+
+    def set_embedding_model(self, name: str, *, model: str, dimension: int) -> KnowledgeBaseInfo:
+        """Switch an empty base to another embedding model; the choice is then fixed.
+
+        Raises:
+            KnowledgeBaseNotFoundError: no such base.
+            ConfigError: the base already holds documents (their vectors would not match).
+        """
+        if dimension <= 0:
+            raise ValueError(f"dimension must be positive, got {dimension}")
+        kb_id = self.get(name).id
+        with self._lock(kb_id, name), self.catalog.session() as session:
+            row = session.get(KnowledgeBaseRow, kb_id)
+            if row is None:  # pragma: no cover - deleted between get and lock
+                raise KnowledgeBaseNotFoundError(name)
+            held = session.scalar(select(func.count()).where(DocumentRow.kb_id == kb_id)) or 0
+            if held:
+                raise ConfigError(
+                    f"knowledge base {name!r} already holds {held} documents embedded with "
+                    f"{row.embedding_model!r}; create a new base for {model!r}"
+                )
+            row.embedding_model = model
+            row.embedding_dim = dimension
+            row.embedding_auto = False
+            row.updated_at = utcnow()
             session.flush()
             return self._info(session, row)
 

@@ -15,7 +15,9 @@ Three ways into the platform for LangChain code, each keeping our own contracts:
     JSON-friendly dict out; ``stream`` yields the answer's text pieces, then that dict.
 
 :class:`LangChainEmbedder` turns any LangChain ``Embeddings`` into our
-:class:`~rag.embed.Embedder` (L2-normalised float32 rows), for anything that needs one.
+:class:`~rag.embed.Embedder` (L2-normalised float32 rows), for anything that needs one;
+:class:`EmbedderEmbeddings` goes the other way, so LangChain code can use our packaged
+models (MiniLM, the multilingual e5 with its query/passage prefixes) as ``Embeddings``.
 
 Example::
 
@@ -62,6 +64,7 @@ from sqlalchemy import select
 
 from rag.catalog_schema import ChunkRow
 from rag.config import RetrievalMode
+from rag.embed import Embedder
 from rag.errors import KnowledgeBaseExistsError
 from rag.knowledge_base import KnowledgeBases, validate_kb_name
 from rag.reader import KnowledgeBaseReader
@@ -114,6 +117,30 @@ def _unit_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 # -- embeddings ------------------------------------------------------------------------------
+
+
+class EmbedderEmbeddings(Embeddings):
+    """One of our embedders as LangChain ``Embeddings``.
+
+    Documents and queries keep their separate calls, so models that embed them
+    differently (multilingual-e5's ``passage:`` and ``query:``) stay correct.
+
+    Example::
+
+        embeddings = EmbedderEmbeddings(build_embedder("multilingual"))
+        embeddings.embed_query("北京在哪里？")          # 384 floats
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages; one list of floats per text."""
+        return [[float(x) for x in row] for row in self.embedder.embed_documents(texts)]
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a question."""
+        return [float(x) for x in self.embedder.embed_query(text)]
 
 
 class LangChainEmbedder:

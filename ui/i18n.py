@@ -37,6 +37,21 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "gen_embedded": ("Embedded (SmolLM2-135M, offline)", "内置（SmolLM2-135M，离线）"),
     "gen_hf": ("Local Hugging Face model", "本地 Hugging Face 模型"),
     "gen_openai": ("OpenAI-compatible server", "OpenAI 兼容服务"),
+    "gen_qwen": ("Qwen2.5-Coder-0.5B (Chinese and English)", "Qwen2.5-Coder-0.5B（中英文）"),
+    "qwen_missing": (
+        "Qwen is not installed. Install it once with: rag models install qwen-0.5b",
+        "Qwen 尚未安装。请先运行：rag models install qwen-0.5b",
+    ),
+    "embedding": ("Embedding model", "向量模型"),
+    "emb_auto": (
+        "Automatic (multilingual when the first documents are Chinese)",
+        "自动（首批文档为中文时使用多语言模型）",
+    ),
+    "emb_minilm": ("all-MiniLM-L6-v2 (English)", "all-MiniLM-L6-v2（英文）"),
+    "emb_multilingual": (
+        "multilingual-e5-small (Chinese, mixed)",
+        "multilingual-e5-small（中文、混合）",
+    ),
     "model_path": ("Model folder or .gguf file", "模型目录或 .gguf 文件"),
     "model_name": ("Served model name", "服务的模型名"),
     "base_url": ("Server URL", "服务地址"),

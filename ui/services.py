@@ -26,10 +26,11 @@ from ingest.pipeline import IngestPipeline, IngestProgress, IngestSummary
 from rag.catalog import Catalog
 from rag.chain import RagChain
 from rag.chat_store import ChatStore
-from rag.config import Settings
-from rag.embed import Embedder, SentenceTransformerEmbedder, default_batch_size
+from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
+from rag.embed import Embedder, build_embedder, canonical_model_name
 from rag.generate import Generator, build_generator
 from rag.knowledge_base import KnowledgeBases
+from rag.models import installed_model_path
 from rag.reader import KnowledgeBaseReader
 from ui.uploads import SavedUpload, UploadRejectedError, save_upload, upload_dir
 
@@ -71,11 +72,10 @@ class UiServices:
         """The process-wide embedder of ``model`` (loaded on first use)."""
         with self._lock:
             if model not in self._embedders:
-                self._embedders[model] = SentenceTransformerEmbedder(
+                self._embedders[model] = build_embedder(
                     model,
                     device=self.settings.device,
-                    batch_size=self.settings.embedding_batch_size
-                    or default_batch_size(self.settings.device),
+                    batch_size=self.settings.embedding_batch_size,
                 )
             return self._embedders[model]
 
@@ -94,6 +94,10 @@ class UiServices:
                     base_url=choice.base_url or None if choice.backend == "openai" else None,
                 )
             return self._generators[choice]
+
+    def installed(self, model: str) -> bool:
+        """Whether an optional model (``rag models install NAME``) is installed."""
+        return installed_model_path(self.settings.home, model) is not None
 
     def reader(self, kb: str) -> KnowledgeBaseReader:
         """A reader of ``kb``; it reopens the indexes whenever an ingest commits."""
@@ -150,14 +154,24 @@ class UiServices:
         summary = pipeline.run([str(s.path) for s in saved], kb=kb, progress=progress)
         return saved, rejected, summary
 
-    def create_kb(self, name: str) -> None:
-        """Create an empty knowledge base with the default embedding model.
+    def create_kb(self, name: str, *, embedding: str | None = None) -> None:
+        """Create an empty knowledge base.
+
+        Args:
+            name: the new base's name.
+            embedding: a model name (``multilingual`` for Chinese); None takes the
+                configured default and lets the first upload's language decide.
 
         Raises:
             ConfigError: the name is not allowed; KnowledgeBaseExistsError: it exists.
         """
-        model = self.settings.embedding_model
-        self.kbs.create(name, embedding_model=model, embedding_dim=self.embedder(model).dimension)
+        model = canonical_model_name(embedding or self.settings.embedding_model)
+        self.kbs.create(
+            name,
+            embedding_model=model,
+            embedding_dim=self.embedder(model).dimension,
+            embedding_auto=embedding is None and model == DEFAULT_EMBEDDING_MODEL,
+        )
 
     def delete_kb(self, name: str) -> None:
         """Delete a knowledge base, its index files and its uploaded copies."""

@@ -307,3 +307,17 @@ def test_evaluations_page_starts_a_run_in_the_background(
     at = app("views/evaluations.py")
     assert at.dataframe[0].value["status"].tolist() == ["completed"]
     assert "hybrid" in "\n".join(m.value for m in at.markdown)
+
+
+def test_a_base_can_be_created_for_chinese_and_qwen_is_offered(home: Path) -> None:
+    at = app("views/knowledge_bases.py")
+    at.text_input(key="new_kb_name").set_value("zh")
+    at.selectbox(key="new_kb_embedding").set_value("multilingual")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "multilingual-e5-small" in "\n".join(c.value for c in at.caption)
+    at = app(chat_backend="qwen")
+    # Not installed in this home: the sidebar says how to install it.
+    assert "rag models install qwen-0.5b" in at.warning[0].value
+    at.chat_input(key="chat_question").set_value("你好吗？").run()
+    assert "rag models install qwen-0.5b" in at.chat_message[1].error[0].value

@@ -18,7 +18,8 @@ from ui.render import escape_markdown, show_answer_text, show_citations, show_ti
 from ui.services import GeneratorChoice, UiServices
 from ui.state import language, services
 
-_BACKENDS = ("embedded", "hf", "openai")
+# "qwen" is the hf backend with the optional model `rag models install qwen-0.5b` adds.
+_BACKENDS = ("embedded", "qwen", "hf", "openai")
 
 
 def _sidebar(svc: UiServices, lang: Language, names: list[str]) -> tuple[str, GeneratorChoice]:
@@ -33,6 +34,8 @@ def _sidebar(svc: UiServices, lang: Language, names: list[str]) -> tuple[str, Ge
             key="chat_backend",
         )
         model = base_url = ""
+        if backend == "qwen" and not svc.installed("qwen-0.5b"):
+            st.warning(tr("qwen_missing", lang))
         if backend == "hf":
             model = st.text_input(
                 tr("model_path", lang), value=settings.generator_model, key="chat_hf_model"
@@ -65,6 +68,8 @@ def _sidebar(svc: UiServices, lang: Language, names: list[str]) -> tuple[str, Ge
                 args=(info.id,),
                 type="primary" if current else "tertiary",
             )
+    if backend == "qwen":
+        return kb, GeneratorChoice("hf", "qwen-0.5b")
     return kb, GeneratorChoice(backend, model, base_url)
 
 

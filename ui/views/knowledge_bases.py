@@ -52,9 +52,18 @@ def _create(svc: UiServices, lang: Language) -> None:
         st.form("create_kb", clear_on_submit=True),
     ):
         name = st.text_input(tr("kb_name", lang), key="new_kb_name")
+        choice = st.selectbox(
+            tr("embedding", lang),
+            ("auto", "all-MiniLM-L6-v2", "multilingual"),
+            format_func=lambda c: tr(
+                {"auto": "emb_auto", "all-MiniLM-L6-v2": "emb_minilm"}.get(c, "emb_multilingual"),
+                lang,
+            ),
+            key="new_kb_embedding",
+        )
         if st.form_submit_button(tr("create", lang)) and name.strip():
             try:
-                svc.create_kb(name.strip())
+                svc.create_kb(name.strip(), embedding=None if choice == "auto" else choice)
             except RagError as exc:
                 st.error(str(exc))
             else:
