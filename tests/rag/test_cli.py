@@ -52,7 +52,10 @@ def test_ingest_list_show_check_remove_delete(home: Path, tmp_path: Path) -> Non
     assert code == EXIT_OK
     [info] = json.loads(stdout)
     assert info["name"] == "handbook" and info["documents"] == 2 and info["failed_documents"] == 1
-    assert info["embedding_model"] == "all-MiniLM-L6-v2" and info["embedding_dim"] == 384
+    # One of the two documents is Chinese (more CJK characters than English words): the
+    # new base chose the multilingual model by itself.
+    assert info["embedding_model"] == "multilingual-e5-small" and info["embedding_dim"] == 384
+    assert summary["embedding_note"] and "multilingual-e5-small" in summary["embedding_note"]
 
     code, stdout, _ = rag(home, "kb", "show", "handbook", "--json")
     assert code == EXIT_OK and json.loads(stdout)["last_run"]["files_failed"] == 1
