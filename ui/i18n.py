@@ -52,6 +52,10 @@ _STRINGS: dict[str, tuple[str, str]] = {
         "multilingual-e5-small (Chinese, mixed)",
         "multilingual-e5-small（中文、混合）",
     ),
+    "emb_switched": (
+        "These documents are mostly Chinese, so this base now embeds with {model}.",
+        "这些文档以中文为主，因此本知识库改用 {model} 生成向量。",
+    ),
     "model_path": ("Model folder or .gguf file", "模型目录或 .gguf 文件"),
     "model_name": ("Served model name", "服务的模型名"),
     "base_url": ("Server URL", "服务地址"),

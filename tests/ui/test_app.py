@@ -321,3 +321,16 @@ def test_a_base_can_be_created_for_chinese_and_qwen_is_offered(home: Path) -> No
     assert "rag models install qwen-0.5b" in at.warning[0].value
     at.chat_input(key="chat_question").set_value("你好吗？").run()
     assert "rag models install qwen-0.5b" in at.chat_message[1].error[0].value
+
+
+def test_chinese_uploads_switch_an_automatic_base_and_say_so(home: Path) -> None:
+    at = app("views/knowledge_bases.py", lang="zh")
+    at.text_input(key="new_kb_name").set_value("zh-auto")
+    at.button[0].click().run()  # embedding left on "automatic"
+    at.get("file_uploader")[0].set_value(
+        [("部署指南.md", (SAMPLES / "部署指南.md").read_bytes(), "text/markdown")]
+    )
+    at.run()
+    at.button(key="ingest").click().run()
+    assert not at.exception, at.exception
+    assert "multilingual-e5-small" in at.info[0].value and "中文" in at.info[0].value

@@ -79,6 +79,8 @@ def _upload(svc: UiServices, kb: KnowledgeBaseInfo, lang: Language) -> None:
             st.error(line)
         if report["success"]:
             st.success(report["success"])
+        if report.get("note"):
+            st.info(report["note"])
     nonce = st.session_state.get("upload_nonce", 0)
     files = st.file_uploader(
         tr("upload", lang),
@@ -91,7 +93,7 @@ def _upload(svc: UiServices, kb: KnowledgeBaseInfo, lang: Language) -> None:
         return
     progress = _UploadProgress(lang)
     errors: list[str] = []
-    success = ""
+    success = note = ""
     try:
         _, rejected, summary = svc.ingest_uploads(
             kb.name, [(f.name, f.getvalue()) for f in files or []], progress=progress
@@ -101,6 +103,8 @@ def _upload(svc: UiServices, kb: KnowledgeBaseInfo, lang: Language) -> None:
     else:
         errors += [tr("file_failed", lang, name=n, error=reason) for n, reason in rejected]
         if summary is not None:
+            if summary.embedding_note:
+                note = tr("emb_switched", lang, model=summary.embedding_model)
             errors += [
                 tr("file_failed", lang, name=source_title(source), error=error)
                 for source, error in summary.failures
@@ -116,7 +120,7 @@ def _upload(svc: UiServices, kb: KnowledgeBaseInfo, lang: Language) -> None:
             )
     # Show the outcome on a fresh page: new counts, and an empty uploader for the next
     # batch (the old one would offer the same files again).
-    st.session_state.upload_report = {"errors": errors, "success": success}
+    st.session_state.upload_report = {"errors": errors, "success": success, "note": note}
     st.session_state.upload_nonce = nonce + 1
     st.rerun()
 
