@@ -31,7 +31,8 @@ _CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CMRC_PUNCTUATION = frozenset(
     "-:_*^/\\~`+=，。：？！“”；’《》……·、「」（）－～『』" + string.punctuation
 )
-_STOPWORDS = frozenset(
+#: English words that carry no content (faithfulness ignores them, synth trims them).
+STOPWORDS = frozenset(
     [
         "a",
         "an",
@@ -230,7 +231,7 @@ def content_tokens(text: str, language: str = "en") -> list[str]:
     if language == "zh":
         return [t for t in cmrc_tokens(text) if t not in _CMRC_PUNCTUATION]
     words = normalize_answer(text).split()
-    return [w for w in words if w not in _STOPWORDS]
+    return [w for w in words if w not in STOPWORDS]
 
 
 def faithfulness(answer: str, support: Sequence[str], language: str = "en") -> float | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import EvalError
+from evals.metrics import STOPWORDS
 from rag.generate import Generator
 from rag.prompt import detect_language
 from rag.reader import KnowledgeBaseReader
@@ -51,36 +52,8 @@ _ANSWER = re.compile(r"(?:^|\n)\s*(?:Answer|答案)\s*[:：]\s*(.+)", re.IGNOREC
 _QUESTION = re.compile(r"^\s*(?:Question|问题)?\s*[:：]?\s*(.+?[?？])", re.IGNORECASE)
 _WORD = re.compile(r"\w+(?:[-'’.]\w+)*")
 _MAX_ANSWER_WORDS = 12
-_FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "from",
-        "with",
-        "and",
-        "or",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "as",
-    ]
-)
+# Words that never start or end an answer phrase.
+_FILLER = STOPWORDS
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,19 @@ def main(
 # -- ingest ---------------------------------------------------------------------------------
 
 
+def _progress_bar(*, disable: bool = False) -> Progress:
+    """The one progress-bar layout of the CLI, drawn on stderr and removed when done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=disable,
+    )
+
+
 class _RichProgress:
     """Shows a progress bar over files while an ingest runs."""
 
@@ -238,14 +251,7 @@ def ingest(
             return pipeline.run(
                 paths, kb=kb, prune=prune, embedding_model=embedding, index_kind=index
             )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        with _progress_bar() as bar:
             return pipeline.run(
                 paths,
                 kb=kb,
@@ -884,15 +890,7 @@ def eval_run(
     )
 
     def execute() -> dict[str, Any]:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=as_json or not sys.stderr.isatty(),
-        ) as bar:
+        with _progress_bar(disable=as_json or not sys.stderr.isatty()) as bar:
             runner = EvalRunner(
                 settings,
                 kbs,
@@ -995,15 +993,7 @@ def eval_synth(
     def execute() -> Any:
         reader = KnowledgeBaseReader(state.kbs, kb)
         backend = build_generator(settings)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not sys.stderr.isatty(),
-        ) as bar:
+        with _progress_bar(disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("writing questions", total=n)
             result = synthesize(
                 reader,
