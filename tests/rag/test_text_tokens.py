@@ -74,3 +74,10 @@ def test_tokens_never_hold_whitespace() -> None:
 def test_non_string_is_rejected() -> None:
     with pytest.raises(TypeError, match="text"):
         bm25_tokens(b"bytes")  # type: ignore[arg-type]
+
+
+def test_traditional_and_simplified_give_the_same_tokens() -> None:
+    assert bm25_tokens("臺灣的資訊系統與軟體開發") == bm25_tokens("台湾的资讯系统与软体开发")
+    assert bm25_tokens("RAG系統的檢索") == ["rag", "系统", "的", "检索"]
+    # Full-width letters and punctuation normalise too.
+    assert bm25_tokens("ＲＡＧ系統，檢索！") == bm25_tokens("RAG系统,检索!")
