@@ -1145,7 +1145,6 @@ def ui_command(
     """Start the web UI (chat, knowledge bases, evaluations) at http://HOST:PORT."""
     import importlib.util
     import math
-    import subprocess
 
     state = _state(ctx)
     spec = importlib.util.find_spec("ui")
@@ -1177,11 +1176,11 @@ def ui_command(
     # The app builds its settings from the same sources; --home travels as RAG_HOME.
     env = {**os.environ, "RAG_HOME": str(state.settings.home)}
     out.print(f"web UI: http://{host}:{port}  (home {state.settings.home}; Ctrl-C stops it)")
-    try:
-        code = subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        code = EXIT_OK
-    raise typer.Exit(code)
+    sys.stdout.flush()
+    # Become the Streamlit server rather than wait for a child: a signal that stops
+    # `rag ui` (Ctrl-C, a service manager's SIGTERM) then stops the server, never
+    # leaving an orphan holding the port.
+    os.execve(sys.executable, command, env)
 
 
 @app.command("hash-password")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,11 +68,12 @@ def server(tmp_path: Path) -> Iterator[str]:
                 pytest.fail((tmp_path / "server.log").read_text())
             time.sleep(0.5)
     yield url
-    process.terminate()
+    # `rag ui` execs the server, so this stops it; the group covers any helper it starts.
+    os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
     log.close()
 
 
