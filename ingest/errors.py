@@ -23,3 +23,7 @@ class EmptyDocumentError(ParseError):
 
 class FileTooLargeError(ParseError):
     """The file exceeds the configured size limit (``RAG_MAX_FILE_MB``)."""
+
+
+class RayEngineError(IngestError):
+    """The Ray engine is not installed, the cluster is unreachable, or a Ray job failed."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ingest.chunk import Chunker
 from ingest.discover import discover
@@ -302,8 +303,11 @@ class IngestPipeline:
                 chunk_overlap=writer.info.chunk_overlap,
             ),
         )
-        for result in self._parse_all(parser, tasks):
-            batcher.add(result)
+        if self.settings.ingest_engine == "ray":
+            self._process_on_ray(parser, tasks, model, batcher)
+        else:
+            for result in self._parse_all(parser, tasks):
+                batcher.add(result)
         removed: list[str] = []
         if prune:
             seen = {str(p) for p in files}
@@ -331,6 +335,26 @@ class IngestPipeline:
             embed_seconds=batcher.embed_seconds,
             failures=tuple(batcher.failures),
         )
+
+    def _process_on_ray(
+        self,
+        parser: FileParser,
+        tasks: Sequence[ParseTask],
+        model: str,
+        batcher: _CommitBatcher,
+    ) -> None:
+        """Parse and embed on Ray; commits stay here, in the same order and batches."""
+        from ingest.ray_engine import RayEngine
+
+        engine = RayEngine(
+            address=self.settings.ray_address,
+            embed_actors=self.settings.ray_embed_actors,
+            device=self.settings.device,
+            batch_size=self.settings.embedding_batch_size,
+        )
+        with engine.session():
+            for result, vectors in engine.process(parser, tasks, model=model):
+                batcher.add(result, vectors=vectors)
 
     def _parse_all(
         self, parser: FileParser, tasks: Sequence[ParseTask]
@@ -406,7 +430,7 @@ class _CommitBatcher:
         self.commit_every = commit_every
         self.embed_every = embed_every
         self.progress = progress
-        self._to_embed: list[ParsedFile] = []
+        self._to_embed: list[tuple[ParsedFile, NDArray[np.float32] | None]] = []
         self._ready: list[DocumentToIndex] = []
         self._failed: list[FailedDocument] = []
         self.failures: list[tuple[str, str]] = []
@@ -416,7 +440,13 @@ class _CommitBatcher:
         self.chunks_removed = 0
         self.embed_seconds = 0.0
 
-    def add(self, result: ParsedFile | ParseFailure) -> None:
+    def add(
+        self,
+        result: ParsedFile | ParseFailure,
+        *,
+        vectors: NDArray[np.float32] | None = None,
+    ) -> None:
+        """Queue one file's result; ``vectors`` when it was already embedded elsewhere."""
         if isinstance(result, ParseFailure):
             self._failed.append(
                 FailedDocument(
@@ -426,8 +456,10 @@ class _CommitBatcher:
             self.failures.append((result.source, result.error))
             self._done(result.source, "failed")
         else:
-            self._to_embed.append(result)
-            if sum(len(p.chunks) for p in self._to_embed) >= self.embed_every:
+            # Pre-embedded results wait for the same batch boundaries as local ones, so
+            # both engines commit the same files together and assign the same chunk ids.
+            self._to_embed.append((result, vectors))
+            if sum(len(p.chunks) for p, _ in self._to_embed) >= self.embed_every:
                 self._embed()
         if sum(len(d.chunks) for d in self._ready) >= self.commit_every:
             self._commit(removed_sources=[])
@@ -440,26 +472,19 @@ class _CommitBatcher:
     def _embed(self) -> None:
         if not self._to_embed:
             return
-        texts = [c.text for parsed in self._to_embed for c in parsed.chunks]
-        started = time.perf_counter()
-        vectors = self.embedder.embed_documents(texts)
-        self.embed_seconds += time.perf_counter() - started
+        texts = [c.text for parsed, done in self._to_embed if done is None for c in parsed.chunks]
+        vectors = np.zeros((0, 0), dtype=np.float32)
+        if texts:
+            started = time.perf_counter()
+            vectors = self.embedder.embed_documents(texts)
+            self.embed_seconds += time.perf_counter() - started
         offset = 0
-        for parsed in self._to_embed:
-            count = len(parsed.chunks)
-            self._ready.append(
-                DocumentToIndex(
-                    source=parsed.source,
-                    sha256=parsed.sha256,
-                    mime=parsed.mime,
-                    size_bytes=parsed.size_bytes,
-                    chunks=parsed.chunks,
-                    vectors=np.asarray(vectors[offset : offset + count], dtype=np.float32),
-                    bm25_tokens=parsed.tokens,
-                    parse_seconds=parsed.seconds,
-                )
-            )
-            offset += count
+        for parsed, done in self._to_embed:
+            if done is None:
+                count = len(parsed.chunks)
+                done = vectors[offset : offset + count]
+                offset += count
+            self._ready.append(_to_index(parsed, done))
             self._done(parsed.source, "updated" if parsed.source in self.known else "new")
         self._to_embed = []
 
@@ -486,6 +511,19 @@ class _CommitBatcher:
     def _done(self, source: str, outcome: str) -> None:
         if self.progress is not None:
             self.progress.file_done(source, outcome)
+
+
+def _to_index(parsed: ParsedFile, vectors: NDArray[np.float32]) -> DocumentToIndex:
+    return DocumentToIndex(
+        source=parsed.source,
+        sha256=parsed.sha256,
+        mime=parsed.mime,
+        size_bytes=parsed.size_bytes,
+        chunks=parsed.chunks,
+        vectors=np.asarray(vectors, dtype=np.float32),
+        bm25_tokens=parsed.tokens,
+        parse_seconds=parsed.seconds,
+    )
 
 
 __all__ = [

@@ -19,8 +19,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from filelock import FileLock
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +30,10 @@ from rag.errors import CatalogError, SchemaMismatchError
 logger = logging.getLogger(__name__)
 
 _MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: PostgreSQL advisory lock id taken while migrating (any constant unique to us).
+_MIGRATION_LOCK_KEY = 0x5241_4743  # "RAGC"
+#: Seconds to wait for another process's migration; they take well under a second.
+_MIGRATION_LOCK_TIMEOUT = 300.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -40,6 +45,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+@contextmanager
+def _migration_lock(url: URL) -> Iterator[None]:
+    """Serialise schema migrations of one SQLite file across processes.
+
+    Two processes opening a fresh catalog at once (an ingest and the UI, say) would
+    otherwise both see "no schema" and both create the tables; the second one fails.
+    PostgreSQL uses an advisory lock inside the migration's transaction instead.
+    """
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield
+        return
+    with FileLock(f"{url.database}.migrate.lock", timeout=_MIGRATION_LOCK_TIMEOUT):
+        yield
 
 
 class Catalog:
@@ -119,7 +139,13 @@ class Catalog:
         script = ScriptDirectory.from_config(config)
         known = {rev.revision for rev in script.walk_revisions()}
         head = script.get_current_head()
-        with engine.begin() as connection:
+        with _migration_lock(engine.url), engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Held until this transaction ends; PostgreSQL's DDL is transactional,
+                # so a second process sees either no schema or all of it.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
             current = MigrationContext.configure(connection).get_current_revision()
             if current is not None and current not in known:
                 raise SchemaMismatchError(

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rag.catalog import Catalog
-from rag.config import GeneratorBackend, IndexKind, RetrievalMode, Settings
+from rag.config import GeneratorBackend, IndexKind, IngestEngine, RetrievalMode, Settings
 from rag.errors import (
     CatalogError,
     ConfigError,
@@ -235,6 +235,28 @@ def ingest(
     workers: Annotated[
         int | None, typer.Option("--workers", min=0, help="Parse worker processes (0: in-process).")
     ] = None,
+    engine: Annotated[
+        IngestEngine | None,
+        typer.Option(
+            "--engine",
+            help="local: parse pool + embedding here; ray: parse and embed on Ray Data "
+            "(commits stay here). Default: RAG_INGEST_ENGINE or local.",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster for --engine ray (ray://head:10001, auto); default: a "
+            "private local Ray on 127.0.0.1.",
+        ),
+    ] = None,
+    embed_actors: Annotated[
+        int | None,
+        typer.Option(
+            "--embed-actors", min=1, help="Embedding actors for --engine ray (one GPU each)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Parse, chunk, embed and index files into a knowledge base."""
@@ -242,8 +264,18 @@ def ingest(
 
     state = _state(ctx)
     settings = state.settings
+    overrides: dict[str, object] = {}
     if workers is not None:
-        settings = settings.model_copy(update={"parse_workers": workers})
+        overrides["parse_workers"] = workers
+    if engine is not None:
+        overrides["ingest_engine"] = engine
+    if address is not None:
+        overrides["ray_address"] = address
+        overrides.setdefault("ingest_engine", "ray")
+    if embed_actors is not None:
+        overrides["ray_embed_actors"] = embed_actors
+    if overrides:
+        settings = settings.model_copy(update=overrides)
     pipeline = IngestPipeline(settings, KnowledgeBases(settings, state.catalog))
 
     def run() -> IngestSummary:

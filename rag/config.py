@@ -29,6 +29,7 @@ from pydantic_settings import (
 IndexKind = Literal["flat", "hnsw", "ivf"]
 GeneratorBackend = Literal["embedded", "hf", "openai"]
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
+IngestEngine = Literal["local", "ray"]
 
 #: The name users type for the packaged default embedding model.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -56,6 +57,12 @@ class Settings(BaseSettings):
         lock_timeout: seconds a second writer waits for a knowledge base's lock.
         max_file_mb: files larger than this are recorded as failed instead of parsed.
         ocr: use tesseract for PDFs with no text layer when it is installed.
+        ingest_engine: ``local`` (a parse process pool + in-process embedding) or ``ray``
+            (Ray Data parses and embeds on a cluster; commits stay in this process).
+        ray_address: the Ray cluster for the ``ray`` engine (``ray://head:10001``,
+            ``auto``); empty starts a private local instance on 127.0.0.1.
+        ray_embed_actors: embedding actors (model copies) for the ``ray`` engine; on a
+            GPU cluster each takes one GPU.
         retrieval_mode / top_k: how many chunks, found how, go into a prompt.
         max_sources: most retrieved chunks put into a prompt; None means 3 for small
             local models (the embedded SmolLM2-135M, any local model under 1B weights:
@@ -97,6 +104,9 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(default=600.0, ge=0)
     max_file_mb: float = Field(default=200.0, gt=0)
     ocr: bool = True
+    ingest_engine: IngestEngine = "local"
+    ray_address: str = ""
+    ray_embed_actors: int = Field(default=1, ge=1, le=1024)
 
     # -- answering (retrieval, generation) --
     retrieval_mode: RetrievalMode = "hybrid"

@@ -12,15 +12,21 @@ os.environ["DO_NOT_TRACK"] = "true"
 os.environ["SCARF_NO_ANALYTICS"] = "true"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+# Where `make test-postgres` runs a throwaway PostgreSQL (tests/postgres_server.py): with
+# it set, every test's catalog is a fresh database on that server instead of SQLite.
+TEST_DATABASE_URL = os.environ.get("RAG_TEST_DATABASE_URL", "")
 # A developer's own RAG_* settings must not leak into the suite.
 for _key in [k for k in os.environ if k.startswith("RAG_")]:
     del os.environ[_key]
 
 import json  # noqa: E402
+import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from rag.catalog import Catalog  # noqa: E402
 from rag.config import Settings  # noqa: E402
@@ -31,14 +37,36 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with an empty home under the test's tmp dir."""
-    return Settings(home=tmp_path / "home", lock_timeout=5.0, parse_workers=0)
+def database_url() -> Iterator[str]:
+    """A fresh, empty catalog database URL: "" (SQLite under home) or a new PostgreSQL DB."""
+    if not TEST_DATABASE_URL:
+        yield ""
+        return
+    server = make_url(TEST_DATABASE_URL)
+    name = f"rag_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            # FORCE: a test may leave a pooled connection open; the database goes anyway.
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings with an empty home under the test's tmp dir (and catalog, see database_url)."""
+    return Settings(
+        home=tmp_path / "home", lock_timeout=5.0, parse_workers=0, database_url=database_url
+    )
 
 
 @pytest.fixture
 def kbs(settings: Settings) -> Iterator[KnowledgeBases]:
-    """Knowledge bases on a fresh SQLite catalog."""
+    """Knowledge bases on a fresh catalog (SQLite, or PostgreSQL under make test-postgres)."""
     catalog = Catalog(settings.catalog_url)
     yield KnowledgeBases(settings, catalog)
     catalog.dispose()

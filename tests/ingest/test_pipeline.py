@@ -188,27 +188,29 @@ def squad_corpus(shared_data: Path, folder: Path, articles: int) -> list[Path]:
     return paths
 
 
-def test_killed_ingest_resumes_to_a_consistent_base(tmp_path: Path, shared_data: Path) -> None:
+def test_killed_ingest_resumes_to_a_consistent_base(
+    tmp_path: Path, shared_data: Path, database_url: str
+) -> None:
     folder = tmp_path / "squad"
     squad_corpus(shared_data, folder, articles=24)
     home = tmp_path / "home"
+    settings = Settings(home=home, database_url=database_url)
     env = {
         **os.environ,
         "RAG_HOME": str(home),
+        "RAG_DATABASE_URL": database_url,
         "RAG_COMMIT_EVERY_CHUNKS": "40",
         "RAG_EMBEDDING_BATCH_SIZE": "16",
         "RAG_PARSE_WORKERS": "1",
     }
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(folder), "--kb", "squad", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    catalog = Catalog(f"sqlite:///{home / 'catalog.sqlite3'}")
+    catalog = Catalog(settings.catalog_url)
     deadline = time.monotonic() + 240
     generation = 0
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-            if not (home / "catalog.sqlite3").exists():
-                continue
             with catalog.session() as session:
                 generation = session.scalar(select(func.max(KnowledgeBaseRow.generation))) or 0
             if generation >= 2:
@@ -219,7 +221,6 @@ def test_killed_ingest_resumes_to_a_consistent_base(tmp_path: Path, shared_data:
             proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
-    settings = Settings(home=home)
     kbs = KnowledgeBases(settings, catalog)
     assert kbs.check("squad").ok, "the state a crash leaves must already be consistent"
     landed = kbs.get("squad").documents

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from rag.errors import (
 from rag.knowledge_base import KnowledgeBases, remove_document
 from rag.records import ChunkDraft, DocumentToIndex, FailedDocument
 from rag.text_tokens import bm25_tokens
+from tests.conftest import TEST_DATABASE_URL
 from tests.fakes import HashEmbedder
 
 EMBEDDER = HashEmbedder(dimension=16)
@@ -296,3 +298,34 @@ def test_newer_schema_is_a_clear_error(settings: Settings) -> None:
     catalog.dispose()
     with pytest.raises(SchemaMismatchError, match="newer than this version"):
         Catalog(settings.catalog_url).warm_up()
+
+
+def test_concurrent_first_opens_migrate_once(settings: Settings) -> None:
+    # An ingest and the UI opening a fresh catalog at the same moment must not both
+    # create the schema (the second used to fail with "table already exists").
+    catalogs = [Catalog(settings.catalog_url) for _ in range(4)]
+    barrier = threading.Barrier(len(catalogs))
+    errors: list[BaseException] = []
+
+    def open_catalog(catalog: Catalog) -> None:
+        barrier.wait()
+        try:
+            catalog.warm_up()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_catalog, args=(c,)) for c in catalogs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert {c.revision() for c in catalogs} == {catalogs[0].revision()} != {None}
+    for catalog in catalogs:
+        catalog.dispose()
+
+
+def test_catalog_runs_on_the_database_the_suite_was_given(kbs: KnowledgeBases) -> None:
+    # Under `make test-postgres` every catalog test must really run on PostgreSQL.
+    expected = "postgresql" if TEST_DATABASE_URL else "sqlite"
+    assert kbs.catalog.engine.dialect.name == expected
