@@ -6,9 +6,12 @@ parsing needs (no FAISS, SQLAlchemy or torch), which keeps worker start-up short
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import mimetypes
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,9 @@ from rag.records import ChunkDraft
 from rag.text_tokens import bm25_tokens
 
 logger = logging.getLogger(__name__)
+
+#: prctl option: the signal this process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,27 @@ def init_worker(parser: FileParser) -> None:
     # fight the main process's embedding for the same cores.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["OMP_NUM_THREADS"] = "1"
+    _die_with_parent()
     _worker_parser = parser
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker when the ingest process dies (SIGKILL, OOM killer).
+
+    Without it a killed ingest leaves its parse workers behind as orphans, each holding
+    a loaded parser's memory, until the machine restarts.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # an unusual libc: orphans are the lesser harm
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; workers may outlive a killed ingest")
+        return
+    if os.getppid() == 1:
+        # The parent died before the request above took effect.
+        os._exit(0)
 
 
 def parse_in_worker(task: ParseTask) -> ParsedFile | ParseFailure:

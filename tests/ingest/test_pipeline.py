@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -208,12 +209,14 @@ def test_killed_ingest_resumes_to_a_consistent_base(
     catalog = Catalog(settings.catalog_url)
     deadline = time.monotonic() + 240
     generation = 0
+    workers: list[psutil.Process] = []
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
             with catalog.session() as session:
                 generation = session.scalar(select(func.max(KnowledgeBaseRow.generation))) or 0
             if generation >= 2:
+                workers = psutil.Process(proc.pid).children(recursive=True)
                 proc.send_signal(signal.SIGKILL)
                 break
     finally:
@@ -221,6 +224,10 @@ def test_killed_ingest_resumes_to_a_consistent_base(
             proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
+    # Its parse workers die with it instead of lingering as orphans.
+    assert workers, "the ingest had parse workers"
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], f"parse workers outlived the killed ingest: {alive}"
     kbs = KnowledgeBases(settings, catalog)
     assert kbs.check("squad").ok, "the state a crash leaves must already be consistent"
     landed = kbs.get("squad").documents
