@@ -163,6 +163,8 @@ class RayEngine:
             return
         ray = _import_ray()
         data = ray.data
+        # Ray Data logs every dataset's plan and stats at INFO; our progress is our own.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         context = data.DataContext.get_current()
         # Order decides chunk ids at commit: keep the local engine's order.
         context.execution_options.preserve_order = True
@@ -180,7 +182,10 @@ class RayEngine:
         rows = [{"source": t.source, "sha256": t.sha256, "size_bytes": t.size_bytes} for t in tasks]
         dataset = (
             data.from_items(rows, override_num_blocks=min(len(rows), 200))
-            .map(_parse_row, fn_kwargs={"parser": parser})
+            # Half a CPU per parse task: parsing overlaps the embedding actors on the
+            # same node, and the differing resources keep Ray from fusing parsing into
+            # the actors (it would then parse serially inside them, not on free CPUs).
+            .map(_parse_row, fn_kwargs={"parser": parser}, num_cpus=0.5)
             .map_batches(
                 _EmbedActor,
                 fn_constructor_kwargs={
