@@ -100,6 +100,8 @@ def _state(ctx: typer.Context) -> _Context:
 
 
 def _exit_code(exc: RagError) -> int:
+    from ingest.errors import RayEngineError
+
     if isinstance(
         exc,
         KnowledgeBaseNotFoundError | KnowledgeBaseExistsError | DocumentNotFoundError | ConfigError,
@@ -113,7 +115,8 @@ def _exit_code(exc: RagError) -> int:
         | IndexCorruptError
         | GenerationError
         | RetrievalError
-        | ModelIntegrityError,
+        | ModelIntegrityError
+        | RayEngineError,
     ):
         return EXIT_ENVIRONMENT
     # Ingest errors at run level (a path that matches nothing) are usage errors too.

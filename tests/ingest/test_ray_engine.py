@@ -14,7 +14,7 @@ from ingest.errors import RayEngineError
 from ingest.pipeline import IngestPipeline
 from ingest.ray_engine import RayEngine
 from rag.catalog_schema import ChunkRow, DocumentRow, KnowledgeBaseRow
-from rag.cli import EXIT_OK, app
+from rag.cli import EXIT_ENVIRONMENT, EXIT_OK, app
 from rag.config import Settings
 from rag.embed import build_embedder
 from rag.knowledge_base import KnowledgeBases
@@ -33,6 +33,15 @@ def ray_local() -> Iterator[None]:
     with RayEngine(address="", embed_actors=1, device="cpu", batch_size=None).session():
         yield
     assert not ray.is_initialized()
+
+
+def test_cli_reports_an_unreachable_cluster_as_an_environment_error(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Alpha rotates keys daily.\n")
+    args = ["--home", str(tmp_path / "home"), "ingest", str(tmp_path / "a.txt"), "--kb", "docs"]
+    args += ["--address", "ray://127.0.0.1:9"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == EXIT_ENVIRONMENT, result.output
+    assert "ray://127.0.0.1:9" in result.output
 
 
 def test_unreachable_cluster_is_a_clear_error() -> None:

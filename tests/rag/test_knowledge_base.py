@@ -17,6 +17,7 @@ from rag.catalog import Catalog
 from rag.catalog_schema import ChunkRow
 from rag.config import Settings
 from rag.errors import (
+    CatalogError,
     ConfigError,
     DocumentNotFoundError,
     KnowledgeBaseExistsError,
@@ -329,3 +330,10 @@ def test_catalog_runs_on_the_database_the_suite_was_given(kbs: KnowledgeBases) -
     # Under `make test-postgres` every catalog test must really run on PostgreSQL.
     expected = "postgresql" if TEST_DATABASE_URL else "sqlite"
     assert kbs.catalog.engine.dialect.name == expected
+
+
+def test_unreachable_postgres_is_one_clear_error() -> None:
+    catalog = Catalog("postgresql+psycopg://rag:secret@127.0.0.1:1/rag")
+    with pytest.raises(CatalogError, match="database server is running") as caught:
+        catalog.warm_up()
+    assert "127.0.0.1:1/rag" in str(caught.value) and "secret" not in str(caught.value)
