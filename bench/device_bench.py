@@ -91,10 +91,10 @@ def chunk_texts(count: int) -> list[str]:
         for article in json.loads(SQUAD.read_text("utf-8"))["data"]
         for p in article["paragraphs"]
     ]
-    texts = []
+    texts: list[str] = []
     for paragraph in paragraphs:
         ids = tokenizer.encode(paragraph, add_special_tokens=False)[:200]
-        texts.append(tokenizer.decode(ids))
+        texts.append(str(tokenizer.decode(ids)))
         if len(texts) == count:
             break
     while len(texts) < count:

@@ -19,7 +19,10 @@ What happens
    :class:`rag.chain.RagChain` (as the web UI's sessions share one) and ask SQuAD
    questions, seed and new articles mixed, until the ingest ends, bounded by
    ``--requests`` asks and ``--deadline`` seconds.
-4. Checks: no ask raised; every cited and every retrieved chunk existed in the catalog
+4. Baseline, same run: once the ingest is over, the same number of asks (at most 200)
+   with the same threads and no writer; reported as ratios (throughput and p95 during the
+   ingest vs without it).
+5. Checks: no ask raised; every cited and every retrieved chunk existed in the catalog
    when the answer was returned; after the ingest, ``kb check`` is clean and the catalog
    holds exactly the seed chunks plus the chunks the ingest reported (no chunk lost or
    duplicated); every new article's questions now retrieve that article.
@@ -109,6 +112,12 @@ class LoadReport:
     during_ingest_p95_s: float
     generations_seen: int
     first_commit_s: float
+    idle_requests: int
+    idle_failed: int
+    idle_throughput_rps: float
+    idle_latency_p95_s: float
+    throughput_ratio_vs_idle: float
+    p95_ratio_vs_idle: float
     ingest_seconds: float
     ingest_chunks: int
     ingest_returncode: int
@@ -126,6 +135,7 @@ class LoadReport:
         """No ask failed, nothing dangled, no chunk lost, the ingest succeeded."""
         return (
             self.failed == 0
+            and self.idle_failed == 0
             and self.dangling == 0
             and self.check_ok
             and self.ingest_returncode == 0
@@ -252,7 +262,7 @@ def run_load(
     records: list[AskRecord] = []
     lock = threading.Lock()
 
-    def ask(question: Question) -> None:
+    def ask(question: Question, sink: list[AskRecord]) -> None:
         started = time.monotonic()
         record = AskRecord(question.text, started - ingest_started, 0.0)
         try:
@@ -268,7 +278,7 @@ def run_load(
             record.error = f"{type(exc).__name__}: {exc}"
         record.seconds = time.monotonic() - started
         with lock:
-            records.append(record)
+            sink.append(record)
 
     load_started = time.monotonic()
     submitted = 0
@@ -282,7 +292,7 @@ def run_load(
                 # The ingest is over (and the pool saw a full round): the load ends with it.
                 break
             while len(in_flight) < concurrency and submitted < requests:
-                in_flight.add(executor.submit(ask, pool[submitted % len(pool)]))
+                in_flight.add(executor.submit(ask, pool[submitted % len(pool)], records))
                 submitted += 1
             _, in_flight = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
         wait(in_flight)
@@ -295,6 +305,16 @@ def run_load(
     # The ingest's own clock (from its start, after the process's imports).
     ingest_seconds = float(writer_summary.get("seconds", ingest_end))
 
+    # Baseline, same run: the same number of asks (at most 200), the same threads, on the
+    # finished base with no writer.
+    idle: list[AskRecord] = []
+    idle_count = max(1, min(len(records), 200))
+    idle_started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        for future in [executor.submit(ask, pool[i % len(pool)], idle) for i in range(idle_count)]:
+            future.result()
+    idle_seconds = time.monotonic() - idle_started
+
     chunks_after = _chunk_count(catalog, kb)
     ingest_chunks = int(writer_summary.get("chunks_added", 0))
     report_check = kbs.check(kb)
@@ -305,6 +325,9 @@ def run_load(
         hits = chain.retrieve(question.text, k=5)
         found += any(h.source == source for h in hits)
     latencies = [r.seconds for r in records]
+    idle_latencies = [r.seconds for r in idle]
+    throughput = len(records) / load_seconds if load_seconds else 0.0
+    idle_throughput = len(idle) / idle_seconds if idle_seconds else 0.0
     # Asked while the ingest process was alive (its start-up included).
     during = [r.seconds for r in records if r.started < ingest_end]
     report = LoadReport(
@@ -313,7 +336,7 @@ def run_load(
         failed=sum(r.error is not None for r in records),
         dangling=sum(bool(r.missing_chunk_ids) for r in records),
         seconds=round(load_seconds, 2),
-        throughput_rps=round(len(records) / load_seconds, 2) if load_seconds else 0.0,
+        throughput_rps=round(throughput, 2),
         latency_p50_s=round(_percentile(latencies, 50), 3),
         latency_p95_s=round(_percentile(latencies, 95), 3),
         latency_max_s=round(max(latencies, default=0.0), 3),
@@ -321,6 +344,14 @@ def run_load(
         during_ingest_p95_s=round(_percentile(during, 95), 3),
         generations_seen=len({r.generation for r in records}),
         first_commit_s=round(first_commit, 2),
+        idle_requests=len(idle),
+        idle_failed=sum(r.error is not None for r in idle),
+        idle_throughput_rps=round(idle_throughput, 2),
+        idle_latency_p95_s=round(_percentile(idle_latencies, 95), 3),
+        throughput_ratio_vs_idle=round(throughput / idle_throughput, 2) if idle_throughput else 0.0,
+        p95_ratio_vs_idle=round(_percentile(latencies, 95) / _percentile(idle_latencies, 95), 2)
+        if idle_latencies and _percentile(idle_latencies, 95) > 0
+        else 0.0,
         ingest_seconds=round(ingest_seconds, 2),
         ingest_chunks=ingest_chunks,
         ingest_returncode=int(writer.returncode or 0),
@@ -331,7 +362,7 @@ def run_load(
         check_problems=list(report_check.problems),
         new_articles_found=found,
         new_articles=len(new_sources),
-        errors=sorted({r.error for r in records if r.error})[:10]
+        errors=sorted({r.error for r in records + idle if r.error})[:10]
         + ([output.get("err", "")[-2000:]] if writer.returncode else []),
     )
     catalog.dispose()
@@ -353,6 +384,16 @@ def _markdown(report: LoadReport, label: str) -> str:
             f"{report.during_ingest} ({report.during_ingest_p95_s} s)",
         ),
         ("index generations seen by readers", str(report.generations_seen)),
+        (
+            "baseline: same asks, no ingest",
+            f"{report.idle_requests} asks, {report.idle_throughput_rps} asks/s, "
+            f"p95 {report.idle_latency_p95_s} s",
+        ),
+        (
+            "**during ingest vs baseline**",
+            f"throughput **{report.throughput_ratio_vs_idle}x**, "
+            f"p95 **{report.p95_ratio_vs_idle}x**",
+        ),
         ("ingest under load", f"{report.ingest_chunks} chunks in {report.ingest_seconds} s"),
         (
             "chunks before / after / expected",
@@ -407,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_markdown(report, label))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    result = {"label": label, "args": {k: str(v) for k, v in vars(args).items()}}
+    result: dict[str, Any] = {"label": label, "args": {k: str(v) for k, v in vars(args).items()}}
     result |= asdict(report)
     result["ok"] = report.ok
     path = args.out / f"load-{stamp}.json"
