@@ -6,6 +6,8 @@ Run from the repository root::
     .venv/bin/python bench/index_bench.py                          # 10k, 100k, 1M vectors
     .venv/bin/python bench/index_bench.py --sizes 10000,100000     # skip the slow 1M size
     .venv/bin/python bench/index_bench.py --sizes 5000 --queries 50 --repeats 1 --out /tmp/b
+    .venv/bin/python bench/index_bench.py --sizes 100000,1000000 --kinds flat,hnsw \
+        --hnsw-ef-search 64,128,256,512 --repeats 1                # HNSW efSearch sweep
 
 What it measures
 ----------------
@@ -13,7 +15,8 @@ Everything goes through our own :class:`rag.faiss_index.FaissIndex`, so the numb
 what a knowledge base gets: ``FaissIndex.create(dimension=384, kind=...)``, vectors added
 ``ADD_BATCH`` (10,000) at a time as an ingest would add them (so the id checks, and for
 ``ivf`` the automatic training and retraining as the collection grows, are included), and
-``search``. HNSW runs with our M=32 / efSearch=64; IVF with our ``nlist = 4 sqrt(n)``
+``search``. HNSW runs with our M=32 and the efSearch ``FaissIndex.search`` picks for
+the index size (``hnsw_ef_search(n, k)``); IVF with our ``nlist = 4 sqrt(n)``
 (fixed when it last trained) and ``nprobe = ivf_nprobe(nlist)``. Below ``39 * nlist``
 vectors (about 24,300) an ``ivf`` index has not trained yet and is still exact flat search;
 the table says so ("flat fallback") rather than reporting it as IVF.
@@ -35,6 +38,14 @@ Per size, each kind in turn (flat first: it is the baseline and the ground truth
   (median over the repeats);
 * **recall@k**: share of exact search's top ``--k`` (flat's batch results on the same
   queries) that the kind returns; 1.0 for flat by definition.
+
+HNSW efSearch sweep (``--hnsw-ef-search 64,128,...``, off by default): after the hnsw
+row has been measured with the product's efSearch, the same HNSW index (built once per
+size) is searched again with each listed efSearch, passed per call as
+``faiss.SearchParametersHNSW`` to the ``IndexIDMap2`` inside our FaissIndex (as
+``FaissIndex.search`` does; the index itself is not changed): single-query p50 / p95
+(1 thread, as above), batch q/s and recall@k against flat. The rows go to an extra
+"HNSW efSearch sweep" table and to ``hnsw_ef_sweep`` in the JSON.
 
 Kinds run one after the other and each index is freed before the next, so at most one
 index (1.5 GB at 1M vectors; IVF's retraining briefly holds two) is in memory.
@@ -64,7 +75,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, Protocol, cast, get_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -75,11 +86,11 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from rag.faiss_index import (  # noqa: E402
-    HNSW_EF_SEARCH,
     HNSW_M,
     IVF_MIN_POINTS_PER_LIST,
     FaissIndex,
     FaissKind,
+    hnsw_ef_search,
     ivf_can_train,
     ivf_nprobe,
 )
@@ -243,6 +254,20 @@ class KindResult:
     ivf_training_events: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EfSearchResult:
+    """HNSW at one size searched with one efSearch (the ``--hnsw-ef-search`` sweep)."""
+
+    size: int
+    ef_search: int
+    #: Whether this is the efSearch the product uses at this size (``hnsw_ef_search``).
+    product_default: bool
+    latency: LatencyStats
+    batch: BatchStats
+    recall_at_k: float
+    speedup_p50_vs_exact: float
+
+
 class _TrainingEvents(logging.Handler):
     """Collects the "training IVF index" lines FaissIndex logs while it is built."""
 
@@ -299,8 +324,16 @@ def build_index(
     return index, add_seconds, events.messages
 
 
+class Searcher(Protocol):
+    """What the measurements search: a FaissIndex, or :class:`FixedEfSearch` over one."""
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+
 def measure_latency(
-    index: FaissIndex, queries: NDArray[np.float32], k: int, repeats: int, label: str
+    index: Searcher, queries: NDArray[np.float32], k: int, repeats: int, label: str
 ) -> LatencyStats:
     """One query per ``search`` call on one FAISS thread, ``repeats`` times."""
     default_threads = faiss.omp_get_max_threads()
@@ -344,7 +377,7 @@ def measure_latency(
 
 
 def measure_batch(
-    index: FaissIndex, queries: NDArray[np.float32], k: int, repeats: int
+    index: Searcher, queries: NDArray[np.float32], k: int, repeats: int
 ) -> tuple[BatchStats, NDArray[np.int64]]:
     """All queries in one ``search`` call, ``repeats`` times; also returns the found ids."""
     seconds: list[float] = []
@@ -373,12 +406,14 @@ def recall_at_k(found: NDArray[np.int64], truth: NDArray[np.int64]) -> float:
     return float(np.mean(shares)) if shares else 1.0
 
 
-def describe_structure(kind: str, trained: bool, nlist: int | None) -> str:
+def describe_structure(
+    kind: str, trained: bool, nlist: int | None, *, size: int = 0, k: int = 10
+) -> str:
     """What the index really is after the build, for the table."""
     if kind == "flat":
         return "exact"
     if kind == "hnsw":
-        return f"HNSW M={HNSW_M} efSearch={HNSW_EF_SEARCH}"
+        return f"HNSW M={HNSW_M} efSearch={hnsw_ef_search(size, k)}"
     if trained and nlist is not None:
         return f"IVF nlist={nlist} nprobe={ivf_nprobe(nlist)}"
     return f"flat fallback (IVF trains at {ivf_training_threshold():,} vectors)"
@@ -392,6 +427,84 @@ def ivf_training_threshold() -> int:
     return count
 
 
+class FixedEfSearch:
+    """Searches an ``hnsw`` FaissIndex with a given efSearch instead of the product's.
+
+    The efSearch goes with each call as ``faiss.SearchParametersHNSW`` to the FAISS
+    ``IndexIDMap2`` (over ``IndexHNSWFlat``) that FaissIndex wraps, as
+    ``FaissIndex.search`` itself passes its own; the index is not modified. Results are
+    shaped as ``FaissIndex.search``'s (ids ``-1`` and scores ``-inf`` where fewer than k).
+
+    Raises:
+        TypeError: ``index`` is not HNSW.
+    """
+
+    def __init__(self, index: FaissIndex, ef_search: int) -> None:
+        outer = index._index
+        inner = faiss.downcast_index(outer.index) if isinstance(outer, faiss.IndexIDMap2) else None
+        if not isinstance(inner, faiss.IndexHNSW):
+            raise TypeError(f"not an HNSW index: {index!r} holds {type(outer).__name__}")
+        self._index = outer
+        self.ef_search = ef_search
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top ``k`` for each row of ``queries`` with this efSearch."""
+        params = faiss.SearchParametersHNSW(efSearch=self.ef_search)  # type: ignore[attr-defined]
+        scores, found = self._index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
+        scores = np.asarray(scores, dtype=np.float32)
+        found = np.asarray(found, dtype=np.int64)
+        scores[found < 0] = -np.inf
+        return scores, found
+
+
+def sweep_ef_search(
+    index: FaissIndex,
+    ef_values: Sequence[int],
+    queries: NDArray[np.float32],
+    k: int,
+    repeats: int,
+    truth: NDArray[np.int64],
+    label: str,
+) -> list[dict[str, Any]]:
+    """Search ``index`` (hnsw) with each efSearch in turn (see :class:`FixedEfSearch`).
+
+    Returns:
+        Per efSearch: ``ef_search``, ``product_default`` (whether FaissIndex uses it at
+        this size), ``latency`` (single query, 1 thread), ``batch`` and ``recall_at_k``
+        against ``truth``.
+    """
+    product = hnsw_ef_search(len(index), k)
+    rows: list[dict[str, Any]] = []
+    for ef in ef_values:
+        searcher = FixedEfSearch(index, ef)
+        latency = measure_latency(searcher, queries, k, repeats, f"{label} efSearch={ef}")
+        batch, found = measure_batch(searcher, queries, k, repeats)
+        recall = recall_at_k(found, truth)
+        logger.info(
+            "%s efSearch=%d: recall@%d %.3f, p50 %.3f ms, batch %.0f queries/s",
+            label,
+            ef,
+            k,
+            recall,
+            latency.p50_ms,
+            batch.queries_per_second,
+        )
+        rows.append(
+            {
+                "ef_search": ef,
+                "product_default": ef == product,
+                "latency": latency,
+                "batch": batch,
+                "recall_at_k": recall,
+            }
+        )
+    return rows
+
+
 def bench_kind(
     data: ClusteredVectors,
     kind: str,
@@ -401,8 +514,15 @@ def bench_kind(
     repeats: int,
     work: Path,
     gpu: bool,
+    *,
+    ef_search: Sequence[int] = (),
+    truth: NDArray[np.int64] | None = None,
 ) -> tuple[dict[str, Any], NDArray[np.int64]]:
-    """Build one index, save it, measure it; returns raw numbers and the batch result ids."""
+    """Build one index, save it, measure it; returns raw numbers and the batch result ids.
+
+    For ``hnsw`` with ``ef_search`` values (and the exact ``truth``), the raw numbers
+    also hold ``ef_sweep``: :func:`sweep_ef_search` on the same index.
+    """
     label = f"{kind} @ {size}"
     logger.info("%s: building (%d add calls)", label, math.ceil(size / ADD_BATCH))
     index, build_seconds, training = build_index(data, kind, size)
@@ -418,6 +538,11 @@ def bench_kind(
     latency = measure_latency(index, queries, k, repeats, label)
     batch, found = measure_batch(index, queries, k, repeats)
     logger.info("%s: batch %.0f queries/s", label, batch.queries_per_second)
+    ef_sweep: list[dict[str, Any]] = []
+    if kind == "hnsw" and ef_search:
+        if truth is None:
+            raise ValueError("the efSearch sweep needs the exact results (truth)")
+        ef_sweep = sweep_ef_search(index, ef_search, queries, k, repeats, truth, label)
     trained = index.ivf_trained
     nlist = manifest.get("ivf_nlist") if kind == "ivf" else None
     del index
@@ -425,7 +550,7 @@ def bench_kind(
     raw: dict[str, Any] = {
         "size": size,
         "kind": kind,
-        "structure": describe_structure(kind, trained, nlist),
+        "structure": describe_structure(kind, trained, nlist, size=size, k=k),
         # FaissIndex searches a GPU copy for flat and ivf when FAISS sees a GPU.
         "search_device": "gpu" if gpu and kind != "hnsw" else "cpu",
         "build_seconds": build_seconds,
@@ -441,6 +566,8 @@ def bench_kind(
             ivf_nprobe=ivf_nprobe(nlist) if nlist is not None else None,
             ivf_training_events=training,
         )
+    if ef_sweep:
+        raw["ef_sweep"] = ef_sweep
     return raw, found
 
 
@@ -453,21 +580,38 @@ def bench_size(
     repeats: int,
     work: Path,
     gpu: bool,
-) -> list[KindResult]:
-    """All kinds at one size; flat first, as ground truth and latency baseline."""
+    ef_search: Sequence[int] = (),
+) -> tuple[list[KindResult], list[EfSearchResult]]:
+    """All kinds at one size; flat first, as ground truth and latency baseline.
+
+    Returns:
+        The kinds' results (those in ``kinds``) and the HNSW efSearch sweep (empty unless
+        ``ef_search`` lists values and ``kinds`` has hnsw).
+    """
     ordered = [BASELINE, *(kind for kind in kinds if kind != BASELINE)]
     raws: list[dict[str, Any]] = []
     truth: NDArray[np.int64] | None = None
     recalls: list[float] = []
     for kind in ordered:
-        raw, found = bench_kind(data, kind, size, queries, k, repeats, work, gpu)
+        raw, found = bench_kind(
+            data, kind, size, queries, k, repeats, work, gpu, ef_search=ef_search, truth=truth
+        )
         if truth is None:
             truth = found
         recalls.append(recall_at_k(found, truth))
         raws.append(raw)
     base_p50 = raws[0]["latency"].p50_ms
     base_qps = raws[0]["batch"].queries_per_second
-    return [
+    sweep = [
+        EfSearchResult(
+            size=size,
+            **row,
+            speedup_p50_vs_exact=base_p50 / row["latency"].p50_ms,
+        )
+        for raw in raws
+        for row in raw.pop("ef_sweep", [])
+    ]
+    results = [
         KindResult(
             **raw,
             recall_at_k=recall,
@@ -477,6 +621,7 @@ def bench_size(
         for raw, recall in zip(raws, recalls, strict=True)
         if raw["kind"] in kinds
     ]
+    return results, sweep
 
 
 # --- report ---------------------------------------------------------------------------
@@ -538,6 +683,23 @@ def markdown_table(results: Sequence[KindResult], k: int) -> str:
     return "\n".join(lines)
 
 
+def sweep_table(sweep: Sequence[EfSearchResult], k: int) -> str:
+    """The HNSW efSearch sweep as a Markdown table, one row per size and efSearch."""
+    lines = [
+        f"| vectors | efSearch | p50 ms | p95 ms | speed-up vs exact (p50) | batch q/s "
+        f"| recall@{k} |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sweep:
+        ef = f"{r.ef_search} (product)" if r.product_default else str(r.ef_search)
+        lines.append(
+            f"| {r.size:,} | {ef} | {r.latency.p50_ms:.3f} | {r.latency.p95_ms:.3f} "
+            f"| {r.speedup_p50_vs_exact:.2f}x | {r.batch.queries_per_second:,.0f} "
+            f"| {r.recall_at_k:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 # --- command line ---------------------------------------------------------------------
 
 
@@ -563,6 +725,19 @@ def parse_kinds(value: str) -> tuple[str, ...]:
     return kinds
 
 
+def parse_ef_search(value: str) -> tuple[int, ...]:
+    """``"128, 64,64"`` -> ``(64, 128)``: sorted, distinct, positive; ``""`` -> ``()``."""
+    try:
+        values = sorted({int(s.replace("_", "")) for s in value.split(",") if s.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"efSearch values must be integers, got {value!r}"
+        ) from exc
+    if values and values[0] < 1:
+        raise argparse.ArgumentTypeError(f"efSearch values must be >= 1, got {value!r}")
+    return tuple(values)
+
+
 def positive_int(value: str) -> int:
     """An argparse type for integers >= 1."""
     number = int(value)
@@ -586,6 +761,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of flat,hnsw,ivf; flat (exact: the baseline and ground truth) is "
         "always measured, and reported only when listed",
     )
+    parser.add_argument(
+        "--hnsw-ef-search",
+        type=parse_ef_search,
+        default=(),
+        metavar="LIST",
+        help="comma list of efSearch values: also measure the hnsw index (built once per "
+        "size) with each of them (default: none, only the efSearch the product picks "
+        "for the size); needs hnsw in --kinds",
+    )
     parser.add_argument("--queries", type=positive_int, default=1000)
     parser.add_argument("--k", type=positive_int, default=10)
     parser.add_argument(
@@ -603,7 +787,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every kind at every size, print the table and write the JSON."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.hnsw_ef_search and "hnsw" not in args.kinds:
+        parser.error("--hnsw-ef-search needs hnsw in --kinds")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -615,16 +802,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = ClusteredVectors.create(seed=args.seed)
     queries = data.queries(args.queries)
     results: list[KindResult] = []
+    sweep: list[EfSearchResult] = []
     if args.work is not None:
         args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="index-bench-", dir=args.work) as tmp:
         for size in args.sizes:
             logger.info("size %d: kinds %s", size, ", ".join(args.kinds))
-            results.extend(
-                bench_size(data, args.kinds, size, queries, args.k, args.repeats, Path(tmp), gpu)
+            size_results, size_sweep = bench_size(
+                data,
+                args.kinds,
+                size,
+                queries,
+                args.k,
+                args.repeats,
+                Path(tmp),
+                gpu,
+                args.hnsw_ef_search,
             )
+            results.extend(size_results)
+            sweep.extend(size_sweep)
             # Each size's rows as soon as they exist: the 1M size takes long.
-            print(markdown_table([r for r in results if r.size == size], args.k), file=sys.stderr)
+            print(markdown_table(size_results, args.k), file=sys.stderr)
+            if size_sweep:
+                print(sweep_table(size_sweep, args.k), file=sys.stderr)
 
     noisy = [
         f"{r.kind} @ {r.size} ({part})"
@@ -635,11 +835,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if max(values) > NOISY_SPREAD * min(values)
     ]
+    noisy.extend(
+        f"hnsw efSearch={r.ef_search} @ {r.size} ({part})"
+        for r in sweep
+        for part, values in (
+            ("single-query p50", r.latency.per_repeat_p50_ms),
+            ("batch", r.batch.per_repeat_seconds),
+        )
+        if max(values) > NOISY_SPREAD * min(values)
+    )
     print(
         f"\nFAISS index kinds: {DIMENSION}-d clustered synthetic vectors, {args.queries} "
         f"queries, k={args.k}, {args.repeats} repeat(s) (medians), seed {args.seed}\n"
     )
     print(markdown_table(results, args.k))
+    if sweep:
+        product = ", ".join(f"{hnsw_ef_search(size, args.k)} at {size:,}" for size in args.sizes)
+        print(
+            f"\nHNSW efSearch sweep (M={HNSW_M}, the same index per size; the product "
+            f"uses efSearch {product}):\n"
+        )
+        print(sweep_table(sweep, args.k))
     print()
     print(device_line(device))
     fallback = [r for r in results if r.kind == "ivf" and not r.ivf_trained]
@@ -687,6 +903,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "noisy": noisy,
         "results": [asdict(r) for r in results],
     }
+    if args.hnsw_ef_search:
+        report["hnsw_ef_search"] = list(args.hnsw_ef_search)
+        report["hnsw_ef_search_product"] = {
+            str(size): hnsw_ef_search(size, args.k) for size in args.sizes
+        }
+        report["hnsw_ef_sweep"] = [asdict(r) for r in sweep]
     args.out.mkdir(parents=True, exist_ok=True)
     out_file = args.out / f"index-{stamp}.json"
     out_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
