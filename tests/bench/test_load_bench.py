@@ -48,6 +48,10 @@ def test_concurrent_asks_during_an_ingest_all_succeed_and_lose_nothing(
     assert report.during_ingest >= 8
     assert report.generations_seen >= 2
     assert report.ok
+    # The no-writer baseline ran as many asks (at most 200), also without failures.
+    assert report.idle_requests == min(report.requests, 200) and report.idle_failed == 0
     # Most asks reached the generator; the rest were refused before it (questions about
-    # articles not yet committed retrieve nothing above the score floor).
-    assert report.requests / 2 < len(generator.seen) <= report.requests
+    # articles not yet committed retrieve nothing above the score floor). One more ask
+    # warmed the models up.
+    asks = report.requests + report.idle_requests + 1
+    assert asks / 2 < len(generator.seen) <= asks
