@@ -31,30 +31,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from ingest.pipeline import IngestPipeline
-from rag.catalog import Catalog
-from rag.chain import RagChain
-from rag.config import Settings
-from rag.embed import resolve_device
-from rag.generate import Generator, build_generator
-from rag.knowledge_base import KnowledgeBases
-from rag.records import Answer, ChatMessage
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.machine import cpu_model  # noqa: E402
+from bench.results import save_results  # noqa: E402
+from ingest.pipeline import IngestPipeline  # noqa: E402
+from rag.catalog import Catalog  # noqa: E402
+from rag.chain import RagChain  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.embed import resolve_device  # noqa: E402
+from rag.generate import Generator, build_generator  # noqa: E402
+from rag.knowledge_base import KnowledgeBases  # noqa: E402
+from rag.records import Answer, ChatMessage  # noqa: E402
+
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 STAGES = ("retrieve", "prompt", "first_token", "generate", "cite", "total")
 
@@ -64,15 +67,7 @@ def device_label(device: str) -> str:
     resolved = resolve_device(device)
     if resolved.startswith("cuda"):
         return f"{torch.cuda.get_device_name(resolved)} (CUDA)"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {cpu}, {torch.get_num_threads()} torch threads"
+    return f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads"
 
 
 def build_base(settings: Settings, articles: int, folder: Path) -> list[str]:
@@ -217,9 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--articles, --questions and --repeats must be at least 1")
     result = run(args)
     print(markdown(result))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"ask-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=2), "utf-8")
+    path = save_results(args.out, "ask", result)
     print(f"\nresults: {path}")
     return 0
 

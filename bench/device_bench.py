@@ -30,31 +30,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import faiss
-import numpy as np
-import torch
-from transformers import AutoTokenizer
-
-from evals.datasets import EvalDocument, QAExample
-from evals.finetune import FineTuneConfig, fine_tune
-from rag.config import Settings
-from rag.embed import build_embedder, chunking_tokenizer
-from rag.faiss_index import FaissIndex
-from rag.generate import build_generator
-from rag.hf_generator import HuggingFaceGenerator
-from rag.records import ChatMessage
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from bench.machine import cpu_model  # noqa: E402
+from bench.results import save_results  # noqa: E402
+from evals.datasets import EvalDocument, QAExample  # noqa: E402
+from evals.finetune import FineTuneConfig, fine_tune  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.embed import build_embedder, chunking_tokenizer  # noqa: E402
+from rag.faiss_index import FaissIndex  # noqa: E402
+from rag.generate import build_generator  # noqa: E402
+from rag.hf_generator import HuggingFaceGenerator  # noqa: E402
+from rag.records import ChatMessage  # noqa: E402
+
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 STAGES = ("embed", "search", "generate", "finetune")
 MODEL = "all-MiniLM-L6-v2"
@@ -72,15 +75,7 @@ def device_name(device: str) -> str:
     """A label for a device: the GPU's name, or the CPU model and thread count."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def chunk_texts(count: int) -> list[str]:
@@ -255,9 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args)
     print(markdown(result))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"device-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=2), "utf-8")
+    path = save_results(args.out, "device", result)
     print(f"\nresults: {path}")
     return 0
 

@@ -85,6 +85,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
+from bench.machine import cpu_model  # noqa: E402
 from rag.faiss_index import (  # noqa: E402
     HNSW_M,
     IVF_MIN_POINTS_PER_LIST,
@@ -629,17 +630,10 @@ def bench_size(
 
 def device_label() -> dict[str, Any]:
     """CPU model, cores, FAISS version and GPU support, and the default thread count."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     gpu_support = hasattr(faiss, "StandardGpuResources")
     gpus = int(faiss.get_num_gpus()) if gpu_support else 0
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "faiss": faiss.__version__,
         "faiss_gpu_support": gpu_support,

@@ -72,6 +72,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.machine import cpu_model  # noqa: E402 - standard library only
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD_SLICE = SHARED_DATA / "squad" / "train-v1.1-slice.json"
 FORMATS: tuple[str, ...] = ("txt", "md", "html", "pdf", "docx")
@@ -441,13 +443,6 @@ def spawn_run(pipeline: str, corpus: Path, scratch: Path, index: int) -> dict[st
 
 def device_label() -> dict[str, Any]:
     """CPU model, core count and the torch device the embeddings run on."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     import torch
 
     if torch.cuda.is_available():
@@ -455,7 +450,7 @@ def device_label() -> dict[str, Any]:
     else:
         torch_device = f"cpu ({torch.get_num_threads()} torch threads)"
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_device": torch_device,

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -52,22 +51,26 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from sqlalchemy import func, select
-
-from ingest.pipeline import IngestPipeline
-from rag.catalog import Catalog
-from rag.catalog_schema import ChunkRow, DocumentRow, KnowledgeBaseRow
-from rag.chain import RagChain
-from rag.config import Settings
-from rag.generate import Generator, build_generator
-from rag.knowledge_base import KnowledgeBases
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from bench.machine import cpu_model  # noqa: E402
+from bench.results import save_results  # noqa: E402
+from ingest.pipeline import IngestPipeline  # noqa: E402
+from rag.catalog import Catalog  # noqa: E402
+from rag.catalog_schema import ChunkRow, DocumentRow, KnowledgeBaseRow  # noqa: E402
+from rag.chain import RagChain  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.generate import Generator, build_generator  # noqa: E402
+from rag.knowledge_base import KnowledgeBases  # noqa: E402
+
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 
 
@@ -445,16 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     label = (
         f"{args.generator} generator, catalog {Catalog(settings.catalog_url).url.split(':')[0]}, "
-        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+        f"{os.cpu_count()} CPUs, {cpu_model()}"
     )
     print(_markdown(report, label))
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result: dict[str, Any] = {"label": label, "args": {k: str(v) for k, v in vars(args).items()}}
     result |= asdict(report)
     result["ok"] = report.ok
-    path = args.out / f"load-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2), "utf-8")
+    path = save_results(args.out, "load", result)
     print(f"\nresults: {path}")
     return 0 if report.ok else 1
 
