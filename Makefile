@@ -13,7 +13,7 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim pandoc pop
 	chromium fonts-noto-cjk postgresql
 # The catalog, ingestion and concurrency tests that `make test-postgres` runs again with
 # every test's catalog in its own PostgreSQL database.
-POSTGRES_TESTS := tests/rag/test_knowledge_base.py tests/rag/test_chat_store.py \
+POSTGRES_TESTS := tests/rag/store/test_knowledge_bases.py tests/rag/store/test_chat_store.py \
 	tests/ingest/test_pipeline.py tests/ingest/test_language.py tests/ui/test_services.py \
 	tests/evals/test_runner.py tests/bench/test_load_bench.py
 export HF_HUB_OFFLINE := 1

@@ -50,13 +50,13 @@ import torch  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 from bench.results import save_results  # noqa: E402
 from ingest.pipeline import IngestPipeline  # noqa: E402
-from rag.catalog import Catalog  # noqa: E402
 from rag.chain import RagChain  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.embed import resolve_device  # noqa: E402
 from rag.generate import Generator, build_generator  # noqa: E402
-from rag.knowledge_base import KnowledgeBases  # noqa: E402
 from rag.records import Answer, ChatMessage  # noqa: E402
+from rag.store.catalog import Catalog  # noqa: E402
+from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 STAGES = ("retrieve", "prompt", "first_token", "generate", "cite", "total")

@@ -11,7 +11,7 @@ Run from the repository root::
 
 What it measures
 ----------------
-Everything goes through our own :class:`rag.faiss_index.FaissIndex`, so the numbers are
+Everything goes through our own :class:`rag.store.faiss_index.FaissIndex`, so the numbers are
 what a knowledge base gets: ``FaissIndex.create(dimension=384, kind=...)``, vectors added
 ``ADD_BATCH`` (10,000) at a time as an ingest would add them (so the id checks, and for
 ``ivf`` the automatic training and retraining as the collection grows, are included), and
@@ -86,7 +86,7 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from bench.machine import cpu_model  # noqa: E402
-from rag.faiss_index import (  # noqa: E402
+from rag.store.faiss_index import (  # noqa: E402
     HNSW_M,
     IVF_MIN_POINTS_PER_LIST,
     FaissIndex,
@@ -293,7 +293,7 @@ def build_index(
     """
     index = FaissIndex.create(dimension=data.dimension, kind=cast(FaissKind, kind))
     events = _TrainingEvents()
-    index_logger = logging.getLogger("rag.faiss_index")
+    index_logger = logging.getLogger("rag.store.faiss_index")
     previous_level = index_logger.level
     index_logger.setLevel(logging.INFO)
     index_logger.addHandler(events)

@@ -226,9 +226,9 @@ def run_ours(corpus: Path, work: Path) -> dict[str, Any]:
     """Ingest ``corpus`` with :class:`IngestPipeline` and default settings; timed."""
     started = time.perf_counter()
     from ingest.pipeline import IngestPipeline
-    from rag.catalog import Catalog
     from rag.config import Settings
-    from rag.knowledge_base import KnowledgeBases
+    from rag.store.catalog import Catalog
+    from rag.store.knowledge_bases import KnowledgeBases
 
     imported = time.perf_counter()
     settings = Settings(home=work / "home")
@@ -239,7 +239,7 @@ def run_ours(corpus: Path, work: Path) -> dict[str, Any]:
 
     from sqlalchemy import func, select
 
-    from rag.catalog_schema import ChunkRow, DocumentRow
+    from rag.store.schema import ChunkRow, DocumentRow
 
     with catalog.session() as session:
         texts = list(session.scalars(select(ChunkRow.text).order_by(ChunkRow.id)))

@@ -64,12 +64,12 @@ from sqlalchemy import func, select  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 from bench.results import save_results  # noqa: E402
 from ingest.pipeline import IngestPipeline  # noqa: E402
-from rag.catalog import Catalog  # noqa: E402
-from rag.catalog_schema import ChunkRow, DocumentRow, KnowledgeBaseRow  # noqa: E402
 from rag.chain import RagChain  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.generate import Generator, build_generator  # noqa: E402
-from rag.knowledge_base import KnowledgeBases  # noqa: E402
+from rag.store.catalog import Catalog  # noqa: E402
+from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
+from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow  # noqa: E402
 
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 

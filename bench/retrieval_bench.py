@@ -73,12 +73,8 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from rag.catalog import Catalog  # noqa: E402
-from rag.catalog_schema import ChunkRow, DocumentRow  # noqa: E402
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
 from rag.embed import SentenceTransformerEmbedder  # noqa: E402
-from rag.knowledge_base import KnowledgeBases  # noqa: E402
-from rag.reader import KnowledgeBaseReader  # noqa: E402
 from rag.records import ChunkDraft, DocumentToIndex  # noqa: E402
 from rag.retrieve import (  # noqa: E402
     Bm25Retriever,
@@ -87,7 +83,11 @@ from rag.retrieve import (  # noqa: E402
     RetrievalFilter,
     Retriever,
 )
-from rag.text_tokens import bm25_tokens  # noqa: E402
+from rag.store.catalog import Catalog  # noqa: E402
+from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
+from rag.store.reader import KnowledgeBaseReader  # noqa: E402
+from rag.store.schema import ChunkRow, DocumentRow  # noqa: E402
+from rag.text.tokens import bm25_tokens  # noqa: E402
 
 logger = logging.getLogger("bench.retrieval")
 
@@ -671,7 +671,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "httpx", "rag.knowledge_base", "rag.faiss_index"):
+    for noisy in (
+        "sentence_transformers",
+        "httpx",
+        "rag.store.knowledge_bases",
+        "rag.store.faiss_index",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.questions < 1:
         parser.error(f"--questions must be >= 1, got {args.questions}")

@@ -28,7 +28,7 @@ import psutil
 
 from evals.datasets import EvalDocument, QAExample
 from evals.errors import StrategyError
-from rag.hf_generator import HuggingFaceGenerator
+from rag.generate.huggingface import HuggingFaceGenerator
 from rag.records import ChatMessage
 
 logger = logging.getLogger(__name__)

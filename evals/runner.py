@@ -48,13 +48,13 @@ from evals.strategies import (
     RetrievalStrategy,
     Strategy,
 )
-from rag.catalog_schema import EvalRunRow, utcnow
 from rag.chain import EMBEDDED_MAX_SOURCES, RagChain
 from rag.config import Settings
 from rag.embed import build_embedder, canonical_model_name
 from rag.generate import Generator, build_generator
-from rag.hf_generator import HuggingFaceGenerator
-from rag.knowledge_base import KnowledgeBases
+from rag.generate.huggingface import HuggingFaceGenerator
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.schema import EvalRunRow, utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from evals.errors import EvalError
 from evals.metrics import STOPWORDS
 from rag.generate import Generator
 from rag.prompt import detect_language
-from rag.reader import KnowledgeBaseReader
 from rag.records import ChatMessage, StoredChunk
+from rag.store.reader import KnowledgeBaseReader
 
 _PROMPT = {
     "en": (

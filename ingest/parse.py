@@ -20,7 +20,7 @@ from ingest.chunk import Chunker
 from ingest.errors import ParseError
 from ingest.load import DocumentLoader
 from rag.records import ChunkDraft
-from rag.text_tokens import bm25_tokens
+from rag.text.tokens import bm25_tokens
 
 logger = logging.getLogger(__name__)
 

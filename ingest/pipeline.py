@@ -51,15 +51,15 @@ from rag.embed import (
     chunking_tokenizer,
     default_batch_size,
 )
+from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import ConfigError
-from rag.knowledge_base import (
+from rag.records import DocumentToIndex, FailedDocument
+from rag.store.knowledge_bases import (
     STATUS_INDEXED,
     KnowledgeBaseInfo,
     KnowledgeBases,
     KnowledgeBaseWriter,
 )
-from rag.multilingual_embed import MULTILINGUAL_MODEL
-from rag.records import DocumentToIndex, FailedDocument
 
 logger = logging.getLogger(__name__)
 

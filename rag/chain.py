@@ -15,16 +15,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.catalog import Catalog
 from rag.cite import CitationResult, Citer
 from rag.config import RetrievalMode, Settings
 from rag.embed import Embedder, build_embedder
 from rag.generate import Generator, build_generator
-from rag.knowledge_base import KnowledgeBases
 from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates, detect_language
-from rag.reader import KnowledgeBaseReader
 from rag.records import Answer, ChatMessage, RetrievedChunk
 from rag.retrieve import RetrievalFilter, Retriever, build_retriever
+from rag.store.catalog import Catalog
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.reader import KnowledgeBaseReader
 
 logger = logging.getLogger(__name__)
 

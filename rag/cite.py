@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.records import Citation, RetrievedChunk
-from rag.text_tokens import bm25_tokens
+from rag.text.tokens import bm25_tokens
 
 # [1], [1, 2], [1][2], 【1】, [Source 1]; full-width digits are normalised by NFKC upstream.
 _MARKER = re.compile(r"[\[【]\s*(?:source|来源|资料)?\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]", re.I)

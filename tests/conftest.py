@@ -28,9 +28,9 @@ import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from rag.catalog import Catalog  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.knowledge_base import KnowledgeBases  # noqa: E402
+from rag.store.catalog import Catalog  # noqa: E402
+from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -2,7 +2,7 @@
 
 ``make test-postgres`` runs::
 
-    python -m tests.postgres_server -- python -m pytest tests/rag/test_knowledge_base.py ...
+    python -m tests.postgres_server -- python -m pytest tests/rag/store/test_knowledge_bases.py ...
 
 which creates a fresh cluster in a temporary folder, starts it on 127.0.0.1 on a free
 port, runs the command with ``RAG_TEST_DATABASE_URL`` pointing at it, then stops the

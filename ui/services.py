@@ -17,39 +17,25 @@ Example::
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.pipeline import IngestPipeline, IngestProgress, IngestSummary
-from rag.catalog import Catalog
 from rag.chain import RagChain
-from rag.chat_store import ChatStore
-from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
-from rag.embed import Embedder, build_embedder, canonical_model_name
-from rag.generate import Generator, build_generator
-from rag.knowledge_base import KnowledgeBases
-from rag.models import installed_model_path
-from rag.reader import KnowledgeBaseReader
+from rag.config import Settings
+from rag.embed import Embedder
+from rag.generate import Generator
+from rag.generate.models import installed_model_path
+from rag.platform import GeneratorChoice, Platform
+from rag.store.catalog import Catalog
+from rag.store.reader import KnowledgeBaseReader
 from ui.uploads import SavedUpload, UploadRejectedError, save_upload, upload_dir
 
-
-@dataclass(frozen=True)
-class GeneratorChoice:
-    """The generator a chat session picked in the sidebar.
-
-    ``model`` is the folder or ``.gguf`` file for ``hf`` and the served model name for
-    ``openai``; ``base_url`` is the OpenAI-compatible server.
-    """
-
-    backend: str = "embedded"
-    model: str = ""
-    base_url: str = ""
+__all__ = ["GeneratorChoice", "UiServices"]
 
 
 class UiServices:
-    """Shared, lazily loaded state of one UI server process.
+    """Shared, lazily loaded state of one UI server process, on top of a :class:`Platform`.
 
     Args:
         settings: the platform settings, built once by the app's entry point.
@@ -57,27 +43,17 @@ class UiServices:
     """
 
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.platform = Platform(settings, catalog=catalog)
         self.settings = settings
-        self.catalog = catalog or Catalog(settings.catalog_url)
-        self.kbs = KnowledgeBases(settings, self.catalog)
-        self.chats = ChatStore(self.catalog)
-        self._lock = threading.Lock()
-        self._embedders: dict[str, Embedder] = {}
-        self._generators: dict[GeneratorChoice, Generator] = {}
-        self._readers: dict[str, KnowledgeBaseReader] = {}
+        self.catalog = self.platform.catalog
+        self.kbs = self.platform.kbs
+        self.chats = self.platform.chats
 
     # -- models ------------------------------------------------------------------------
 
     def embedder(self, model: str) -> Embedder:
         """The process-wide embedder of ``model`` (loaded on first use)."""
-        with self._lock:
-            if model not in self._embedders:
-                self._embedders[model] = build_embedder(
-                    model,
-                    device=self.settings.device,
-                    batch_size=self.settings.embedding_batch_size,
-                )
-            return self._embedders[model]
+        return self.platform.embedder(model)
 
     def generator(self, choice: GeneratorChoice) -> Generator:
         """The process-wide generator for a sidebar choice (loaded on first use).
@@ -85,15 +61,7 @@ class UiServices:
         Raises:
             ValueError, ConfigError, GeneratorUnavailableError: as ``build_generator``.
         """
-        with self._lock:
-            if choice not in self._generators:
-                self._generators[choice] = build_generator(
-                    self.settings,
-                    backend=choice.backend,
-                    model=choice.model or None,
-                    base_url=choice.base_url or None if choice.backend == "openai" else None,
-                )
-            return self._generators[choice]
+        return self.platform.generator(choice)
 
     def installed(self, model: str) -> bool:
         """Whether an optional model (``rag models install NAME``) is installed."""
@@ -101,25 +69,15 @@ class UiServices:
 
     def reader(self, kb: str) -> KnowledgeBaseReader:
         """A reader of ``kb``; it reopens the indexes whenever an ingest commits."""
-        with self._lock:
-            if kb not in self._readers:
-                self._readers[kb] = KnowledgeBaseReader(self.kbs, kb)
-            return self._readers[kb]
+        return self.platform.reader(kb)
 
     def forget(self, kb: str) -> None:
         """Drop what is cached for a deleted knowledge base."""
-        with self._lock:
-            self._readers.pop(kb, None)
+        self.platform.forget(kb)
 
     def chain(self, kb: str, choice: GeneratorChoice) -> RagChain:
         """A chain over ``kb`` with the shared embedder and the chosen generator."""
-        reader = self.reader(kb)
-        return RagChain(
-            reader=reader,
-            embedder=self.embedder(reader.info.embedding_model),
-            generator=self.generator(choice),
-            settings=self.settings,
-        )
+        return self.platform.chain(kb, generator=choice)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -165,13 +123,7 @@ class UiServices:
         Raises:
             ConfigError: the name is not allowed; KnowledgeBaseExistsError: it exists.
         """
-        model = canonical_model_name(embedding or self.settings.embedding_model)
-        self.kbs.create(
-            name,
-            embedding_model=model,
-            embedding_dim=self.embedder(model).dimension,
-            embedding_auto=embedding is None and model == DEFAULT_EMBEDDING_MODEL,
-        )
+        self.platform.create_knowledge_base(name, embedding=embedding)
 
     def delete_kb(self, name: str) -> None:
         """Delete a knowledge base, its index files and its uploaded copies."""

@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.knowledge_base import validate_kb_name
+from rag.store.knowledge_bases import validate_kb_name
 
 #: Longest file name kept (bytes of UTF-8 on most file systems allow 255).
 _MAX_NAME_CHARS = 120

@@ -18,9 +18,9 @@ from evals.errors import DatasetError, StrategyError
 from evals.runner import EvalRunner, RunConfig
 from evals.split import question_key
 from ingest.pipeline import IngestPipeline
-from rag.catalog_schema import EvalRunRow
 from rag.config import Settings
-from rag.knowledge_base import KnowledgeBases
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.schema import EvalRunRow
 from tests.fakes import LookupGenerator
 
 pytestmark = pytest.mark.slow

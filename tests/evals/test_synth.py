@@ -19,8 +19,8 @@ from evals.synth import (
 )
 from ingest.pipeline import IngestPipeline
 from rag.config import Settings
-from rag.knowledge_base import KnowledgeBases
-from rag.reader import KnowledgeBaseReader
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.reader import KnowledgeBaseReader
 from tests.fakes import ScriptedGenerator
 
 PASSAGE = (

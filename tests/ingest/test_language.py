@@ -9,9 +9,9 @@ import pytest
 from ingest.language import cjk_share
 from ingest.pipeline import IngestPipeline
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
+from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import ConfigError
-from rag.knowledge_base import KnowledgeBases
-from rag.multilingual_embed import MULTILINGUAL_MODEL
+from rag.store.knowledge_bases import KnowledgeBases
 from tests.fakes import HashEmbedder
 
 ZH = "北京是中华人民共和国的首都，也是全国的政治、文化和国际交往中心。" * 3

@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 
 from ingest.errors import IngestError
 from ingest.pipeline import IngestPipeline
-from rag.catalog import Catalog
-from rag.catalog_schema import ChunkRow, DocumentRow, KnowledgeBaseRow
 from rag.config import Settings
 from rag.embed import SentenceTransformerEmbedder
 from rag.errors import ConfigError
-from rag.knowledge_base import KnowledgeBases
+from rag.store.catalog import Catalog
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow
 from tests import fixtures_build as fx
 from tests.fakes import HashEmbedder
 

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from ingest.errors import RayEngineError
 from ingest.pipeline import IngestPipeline
 from ingest.ray_engine import RayEngine
-from rag.catalog_schema import ChunkRow, DocumentRow, KnowledgeBaseRow
 from rag.cli import EXIT_ENVIRONMENT, EXIT_OK, app
 from rag.config import Settings
 from rag.embed import build_embedder
-from rag.knowledge_base import KnowledgeBases
-from rag.reader import KnowledgeBaseReader
 from rag.retrieve import DenseRetriever
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.reader import KnowledgeBaseReader
+from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow
 from tests import fixtures_build as fx
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestPipeline
-from rag.catalog import Catalog
 from rag.chain import RagChain
 from rag.config import Settings
-from rag.knowledge_base import KnowledgeBases
+from rag.store.catalog import Catalog
+from rag.store.knowledge_bases import KnowledgeBases
 
 pytestmark = pytest.mark.slow
 

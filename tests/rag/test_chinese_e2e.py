@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestPipeline
-from rag.catalog import Catalog
 from rag.chain import RagChain
 from rag.config import Settings
+from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import GeneratorUnavailableError
-from rag.knowledge_base import KnowledgeBases
-from rag.models import QWEN_05B, install_model, installed_model_path
-from rag.multilingual_embed import MULTILINGUAL_MODEL
+from rag.generate.models import QWEN_05B, install_model, installed_model_path
+from rag.store.catalog import Catalog
+from rag.store.knowledge_bases import KnowledgeBases
 
 pytestmark = pytest.mark.slow
 

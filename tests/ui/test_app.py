@@ -14,11 +14,11 @@ from streamlit.testing.v1 import AppTest
 
 from evals.report import write_report
 from ingest.pipeline import IngestPipeline
-from rag.catalog import Catalog
-from rag.catalog_schema import EvalRunRow
-from rag.chat_store import ChatStore
 from rag.config import Settings
-from rag.knowledge_base import KnowledgeBases, remove_document
+from rag.store.catalog import Catalog
+from rag.store.chat_store import ChatStore
+from rag.store.knowledge_bases import KnowledgeBases, remove_document
+from rag.store.schema import EvalRunRow
 from tests import fixtures_build as fx
 from ui.auth import hash_password
 

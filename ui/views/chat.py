@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import streamlit as st
 
-from rag.chat_store import StoredMessage
 from rag.errors import RagError
 from rag.records import Answer
+from rag.store.chat_store import StoredMessage
 from ui.i18n import Language, tr
 from ui.render import escape_markdown, show_answer_text, show_citations, show_timings
 from ui.services import GeneratorChoice, UiServices

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from evals.errors import ReportError
 from evals.report import PLOTS, load_report, markdown
 from evals.strategies import ALL_STRATEGIES
-from rag.catalog_schema import EvalRunRow
+from rag.store.schema import EvalRunRow
 from ui.i18n import Language, tr
 from ui.services import UiServices
 from ui.state import language, services

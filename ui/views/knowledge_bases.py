@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.errors import RagError
-from rag.knowledge_base import KnowledgeBaseInfo, remove_document
 from rag.prompt import source_title
+from rag.store.knowledge_bases import KnowledgeBaseInfo, remove_document
 from ui.i18n import Language, tr
 from ui.services import UiServices
 from ui.state import language, services

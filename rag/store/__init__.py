@@ -1,0 +1,1 @@
+"""The catalog and index files: the only place SQLAlchemy appears."""
