@@ -110,7 +110,7 @@ def test_console_script_and_human_output(home: Path, tmp_path: Path) -> None:
 
 
 def test_ask_and_chat_against_an_openai_compatible_server(home: Path) -> None:
-    from tests.rag.test_openai_generator import StandInServer
+    from tests.rag.generate.test_openai_compatible import StandInServer
 
     samples = Path(__file__).resolve().parents[3] / "samples"
     code, _, stderr = rag(home, "ingest", str(samples), "--kb", "demo")

