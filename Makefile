@@ -70,6 +70,7 @@ demo: setup system-deps
 lint: setup
 	$(BIN)/ruff check rag ingest evals ui tests bench
 	$(BIN)/ruff format --check rag ingest evals ui tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy
