@@ -674,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in (
         "sentence_transformers",
         "httpx",
-        "rag.store.knowledge_bases",
+        "rag.store.writer",
         "rag.store.faiss_index",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

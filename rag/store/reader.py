@@ -21,13 +21,10 @@ from sqlalchemy import select
 
 from rag.errors import IndexCorruptError, KnowledgeBaseNotFoundError
 from rag.records import StoredChunk
-from rag.store.knowledge_bases import (
-    IndexSnapshot,
-    KnowledgeBaseInfo,
-    KnowledgeBases,
-    load_snapshot,
-)
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.records import KnowledgeBaseInfo
 from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow
+from rag.store.snapshot import IndexSnapshot, load_snapshot
 
 # A writer deletes the previous generation's files right after committing a new one; a
 # reader that read the old generation number just before may find its files gone and
@@ -92,7 +89,7 @@ class KnowledgeBaseReader:
                     except IndexCorruptError as exc:
                         last_error = exc
                         continue
-                    self._info = self._kbs._info(session, row)
+                    self._info = self._kbs.info_of(session, row)
                 self._snapshot = snapshot
                 return True
             if last_error is None:  # pragma: no cover - the loop ran at least once
