@@ -27,8 +27,8 @@ from rag.generate import Generator, build_generator
 from rag.store.catalog import Catalog
 from rag.store.chat_store import ChatStore
 from rag.store.knowledge_bases import KnowledgeBases
-from rag.store.records import KnowledgeBaseInfo
 from rag.store.reader import KnowledgeBaseReader
+from rag.store.records import KnowledgeBaseInfo
 
 
 @dataclass(frozen=True)
