@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bench import index_bench
-from rag.store.faiss_index import FaissIndex, hnsw_ef_search, ivf_can_train
+from rag.store.faiss_index import FaissIndex
+from rag.store.faiss_kinds import hnsw_ef_search, ivf_can_train
 
 
 def test_clustered_vectors_are_seeded_unit_rows_and_sizes_are_prefixes() -> None:
