@@ -38,6 +38,7 @@ from rag.store.records import (
     STATUS_INDEXED,
     CommitResult,
     DocumentInfo,
+    IngestRunInfo,
     KnowledgeBaseInfo,
 )
 from rag.store.schema import ChunkRow, DocumentRow, IngestRunRow, KnowledgeBaseRow, utcnow
@@ -266,16 +267,42 @@ class KnowledgeBases:
             writer.rebuild(index_kind=index_kind)
         return self.check(name)
 
-    def latest_run(self, name: str) -> IngestRunRow | None:
-        """The newest ingest run of a knowledge base."""
+    def latest_run(self, name: str) -> IngestRunInfo | None:
+        """The newest ingest run of a knowledge base (None before the first ingest)."""
         with self.catalog.session() as session:
             kb = knowledge_base_row(session, name)
-            return session.scalar(
+            run = session.scalar(
                 select(IngestRunRow)
                 .where(IngestRunRow.kb_id == kb.id)
                 .order_by(IngestRunRow.id.desc())
                 .limit(1)
             )
+            if run is None:
+                return None
+            return IngestRunInfo(
+                id=run.id,
+                kb_id=run.kb_id,
+                status=run.status,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                files_new=run.files_new,
+                files_updated=run.files_updated,
+                files_skipped=run.files_skipped,
+                files_failed=run.files_failed,
+                files_removed=run.files_removed,
+                chunks_added=run.chunks_added,
+                chunks_removed=run.chunks_removed,
+                seconds=run.seconds,
+            )
+
+    def parse_seconds(self, name: str) -> float:
+        """Seconds spent parsing the base's current documents, summed (for benchmarks)."""
+        with self.catalog.session() as session:
+            kb = knowledge_base_row(session, name)
+            total = session.scalar(
+                select(func.sum(DocumentRow.parse_seconds)).where(DocumentRow.kb_id == kb.id)
+            )
+        return float(total or 0)
 
 
 def remove_document(kbs: KnowledgeBases, name: str, source: str) -> CommitResult:

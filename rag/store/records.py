@@ -76,6 +76,25 @@ class KnownDocument:
 
 
 @dataclass(frozen=True)
+class IngestRunInfo:
+    """One ingest run of a knowledge base and its counts, as ``rag kb show`` reports it."""
+
+    id: int
+    kb_id: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    files_new: int
+    files_updated: int
+    files_skipped: int
+    files_failed: int
+    files_removed: int
+    chunks_added: int
+    chunks_removed: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class IndexedChunk:
     """One stored chunk with what the indexes were built from (for exports and benches).
 
