@@ -441,7 +441,7 @@ class FixedEfSearch:
     """
 
     def __init__(self, index: FaissIndex, ef_search: int) -> None:
-        outer = index._index
+        outer = index.cpu_index
         inner = faiss.downcast_index(outer.index) if isinstance(outer, faiss.IndexIDMap2) else None
         if not isinstance(inner, faiss.IndexHNSW):
             raise TypeError(f"not an HNSW index: {index!r} holds {type(outer).__name__}")

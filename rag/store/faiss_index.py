@@ -123,6 +123,15 @@ class FaissIndex:
         return f"FaissIndex(kind={self.kind!r}, dimension={self.dimension}, count={len(self)})"
 
     @property
+    def cpu_index(self) -> Any:
+        """The wrapped FAISS index on the CPU (the master copy that is mutated and saved).
+
+        For benchmarks that search it directly (bypassing the GPU copy) or tune a search;
+        changing it bypasses this class's id bookkeeping.
+        """
+        return self._index
+
+    @property
     def ivf_trained(self) -> bool:
         """True when an ``ivf`` index has left its flat start-up phase."""
         return is_ivf(self._index)
