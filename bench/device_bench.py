@@ -129,7 +129,7 @@ def bench_search(device: str, vectors: int, queries: int, repeats: int) -> dict[
         return {"per_second": None, "unit": "queries/s", "note": "FAISS without GPU support"}
     if device == "cpu" and gpu:
         # Our index searches a GPU copy whenever it can; the CPU figure needs the raw index.
-        cpu_index = index._index
+        cpu_index = index.cpu_index
         seconds = _median_time(lambda: cpu_index.search(query, 10), repeats)
     else:
         seconds = _median_time(lambda: index.search(query, 10), repeats)

@@ -86,10 +86,10 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from bench.machine import cpu_model  # noqa: E402
-from rag.store.faiss_index import (  # noqa: E402
+from rag.store.faiss_index import FaissIndex  # noqa: E402
+from rag.store.faiss_kinds import (  # noqa: E402
     HNSW_M,
     IVF_MIN_POINTS_PER_LIST,
-    FaissIndex,
     FaissKind,
     hnsw_ef_search,
     ivf_can_train,
@@ -441,7 +441,7 @@ class FixedEfSearch:
     """
 
     def __init__(self, index: FaissIndex, ef_search: int) -> None:
-        outer = index._index
+        outer = index.cpu_index
         inner = faiss.downcast_index(outer.index) if isinstance(outer, faiss.IndexIDMap2) else None
         if not isinstance(inner, faiss.IndexHNSW):
             raise TypeError(f"not an HNSW index: {index!r} holds {type(outer).__name__}")

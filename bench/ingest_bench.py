@@ -237,13 +237,10 @@ def run_ours(corpus: Path, work: Path) -> dict[str, Any]:
     summary = IngestPipeline(settings, kbs).run([str(corpus)], kb=KB_NAME)
     seconds = time.perf_counter() - started
 
-    from sqlalchemy import func, select
+    from rag.store.reader import KnowledgeBaseReader
 
-    from rag.store.schema import ChunkRow, DocumentRow
-
-    with catalog.session() as session:
-        texts = list(session.scalars(select(ChunkRow.text).order_by(ChunkRow.id)))
-        parse_seconds = float(session.scalar(select(func.sum(DocumentRow.parse_seconds))) or 0)
+    texts = [c.chunk.text for c in KnowledgeBaseReader(kbs, KB_NAME).indexed_chunks()]
+    parse_seconds = kbs.parse_seconds(KB_NAME)
     catalog.dispose()
     files = summary.files_new + summary.files_updated
     return {

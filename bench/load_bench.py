@@ -59,7 +59,6 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
 
 from bench.machine import cpu_model  # noqa: E402
 from bench.results import save_results  # noqa: E402
@@ -69,7 +68,7 @@ from rag.config import Settings  # noqa: E402
 from rag.generate import Generator, build_generator  # noqa: E402
 from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
-from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow  # noqa: E402
+from rag.store.reader import KnowledgeBaseReader  # noqa: E402
 
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 
@@ -167,22 +166,12 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def _chunk_count(catalog: Catalog, kb: str) -> int:
-    with catalog.session() as session:
-        count = session.scalar(
-            select(func.count(ChunkRow.id))
-            .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-            .join(KnowledgeBaseRow, KnowledgeBaseRow.id == DocumentRow.kb_id)
-            .where(KnowledgeBaseRow.name == kb)
-        )
-    return int(count or 0)
+def _chunk_count(kbs: KnowledgeBases, kb: str) -> int:
+    return kbs.get(kb).chunks
 
 
-def _existing(catalog: Catalog, ids: Sequence[int]) -> set[int]:
-    if not ids:
-        return set()
-    with catalog.session() as session:
-        return set(session.scalars(select(ChunkRow.id).where(ChunkRow.id.in_(list(ids)))))
+def _existing(reader: KnowledgeBaseReader, ids: Sequence[int]) -> set[int]:
+    return set(reader.chunks(ids))
 
 
 def run_load(
@@ -221,7 +210,7 @@ def run_load(
     catalog = Catalog(settings.catalog_url)
     kbs = KnowledgeBases(settings, catalog)
     IngestPipeline(settings, kbs).run([str(work / "seed")], kb=kb)
-    chunks_before = _chunk_count(catalog, kb)
+    chunks_before = _chunk_count(kbs, kb)
     chain = RagChain.for_knowledge_base(settings, kbs, kb, generator=generator)
     chain.answer(seeded[0].text, generate=generator is not None)  # load models first
 
@@ -278,7 +267,7 @@ def run_load(
             record.generation = chain.reader.current_generation()
             # A chunk an answer shows must still exist: removed ones may vanish from
             # later answers, but nothing here removes, so every id must resolve.
-            record.missing_chunk_ids = tuple(sorted(ids - _existing(catalog, list(ids))))
+            record.missing_chunk_ids = tuple(sorted(ids - _existing(chain.reader, list(ids))))
         except Exception as exc:  # noqa: BLE001 - a load test counts every failure
             record.error = f"{type(exc).__name__}: {exc}"
             record.seconds = record.seconds or time.monotonic() - started
@@ -320,7 +309,7 @@ def run_load(
             future.result()
     idle_seconds = time.monotonic() - idle_started
 
-    chunks_after = _chunk_count(catalog, kb)
+    chunks_after = _chunk_count(kbs, kb)
     ingest_chunks = int(writer_summary.get("chunks_added", 0))
     report_check = kbs.check(kb)
     found = 0

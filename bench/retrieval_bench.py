@@ -71,7 +71,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
-from sqlalchemy import select  # noqa: E402
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
 from rag.embed import SentenceTransformerEmbedder  # noqa: E402
@@ -86,7 +85,6 @@ from rag.retrieve import (  # noqa: E402
 from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 from rag.store.reader import KnowledgeBaseReader  # noqa: E402
-from rag.store.schema import ChunkRow, DocumentRow  # noqa: E402
 from rag.text.tokens import bm25_tokens  # noqa: E402
 
 logger = logging.getLogger("bench.retrieval")
@@ -203,34 +201,21 @@ class StoredRow:
 
 def stored_rows(kbs: KnowledgeBases, kb: str) -> dict[str, list[StoredRow]]:
     """The base's chunks by source, in chunk order."""
-    kb_id = kbs.get(kb).id
-    with kbs.catalog.session() as session:
-        rows = session.execute(
-            select(ChunkRow, DocumentRow.source)
-            .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-            .where(ChunkRow.kb_id == kb_id)
-            .order_by(DocumentRow.source, ChunkRow.ordinal)
-        ).all()
-        by_source: dict[str, list[StoredRow]] = {}
-        for chunk, source in rows:
-            draft = ChunkDraft(
-                chunk.ordinal,
-                chunk.text,
-                chunk.page,
-                chunk.heading,
-                chunk.char_start,
-                chunk.char_end,
-                chunk.token_count,
-            )
-            by_source.setdefault(source, []).append(
-                StoredRow(
-                    chunk.id,
-                    source,
-                    draft,
-                    np.frombuffer(chunk.embedding, dtype="<f4").copy(),
-                    tuple(chunk.bm25_tokens.split()),
-                )
-            )
+    by_source: dict[str, list[StoredRow]] = {}
+    for entry in KnowledgeBaseReader(kbs, kb).indexed_chunks():
+        chunk = entry.chunk
+        draft = ChunkDraft(
+            chunk.ordinal,
+            chunk.text,
+            chunk.page,
+            chunk.heading,
+            chunk.char_start,
+            chunk.char_end,
+            chunk.token_count,
+        )
+        by_source.setdefault(chunk.source, []).append(
+            StoredRow(chunk.chunk_id, chunk.source, draft, entry.vector.copy(), entry.bm25_tokens)
+        )
     return by_source
 
 
@@ -674,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in (
         "sentence_transformers",
         "httpx",
-        "rag.store.knowledge_bases",
+        "rag.store.writer",
         "rag.store.faiss_index",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

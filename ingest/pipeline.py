@@ -54,12 +54,9 @@ from rag.embed import (
 from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import ConfigError
 from rag.records import DocumentToIndex, FailedDocument
-from rag.store.knowledge_bases import (
-    STATUS_INDEXED,
-    KnowledgeBaseInfo,
-    KnowledgeBases,
-    KnowledgeBaseWriter,
-)
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.records import STATUS_INDEXED, KnowledgeBaseInfo
+from rag.store.writer import KnowledgeBaseWriter
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,9 @@ from rag.embed import Embedder, build_embedder, choose_embedding, default_batch_
 from rag.generate import Generator, build_generator
 from rag.store.catalog import Catalog
 from rag.store.chat_store import ChatStore
-from rag.store.knowledge_bases import KnowledgeBaseInfo, KnowledgeBases
+from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.reader import KnowledgeBaseReader
+from rag.store.records import KnowledgeBaseInfo
 
 
 @dataclass(frozen=True)

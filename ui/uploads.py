@@ -9,12 +9,12 @@ size limit before anything touches the disk.
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.store.files import atomic_write_bytes
 from rag.store.knowledge_bases import validate_kb_name
 
 #: Longest file name kept (bytes of UTF-8 on most file systems allow 255).
@@ -84,7 +84,5 @@ def save_upload(home: Path, kb: str, name: str, data: bytes, *, max_mb: float) -
     target = (folder / safe_filename(name)).resolve()
     if target.parent != folder.resolve():  # pragma: no cover - safe_filename guarantees it
         raise UploadRejectedError(f"refusing to write {name!r} outside {folder}")
-    staging = target.with_name(f".{target.name}.part")
-    staging.write_bytes(data)
-    os.replace(staging, target)
+    atomic_write_bytes(target, data)
     return SavedUpload(original_name=name, path=target, size_bytes=len(data))

@@ -41,7 +41,8 @@ from rag.errors import (
 from rag.prompt import source_title
 from rag.records import Answer, ChatMessage, RetrievedChunk
 from rag.store.catalog import Catalog
-from rag.store.knowledge_bases import KnowledgeBaseInfo, KnowledgeBases, remove_document
+from rag.store.knowledge_bases import KnowledgeBases, remove_document
+from rag.store.records import KnowledgeBaseInfo
 
 if TYPE_CHECKING:
     from evals.runner import FolderIndexer

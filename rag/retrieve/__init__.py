@@ -67,8 +67,8 @@ from rag.errors import ConfigError, RetrievalError
 from rag.records import RetrievedChunk
 from rag.store.bm25_index import Bm25Index
 from rag.store.faiss_index import FaissIndex
-from rag.store.knowledge_bases import IndexSnapshot
 from rag.store.reader import KnowledgeBaseReader
+from rag.store.snapshot import IndexSnapshot
 from rag.text.tokens import bm25_tokens
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.errors import IndexCorruptError
+from rag.store.files import fsync_dir, fsync_file, replace_durably, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -181,17 +181,16 @@ class Bm25Index:
                 "count": len(self),
                 "vocabulary": len(self._model.vocab_dict) if self._model is not None else 0,
                 "bm25s_version": bm25s.__version__,
-                "files": {name: _sha256(tmp / name) for name in files},
+                "files": {name: sha256_file(tmp / name) for name in files},
             }
             (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
             for name in [*files, _MANIFEST]:
-                _fsync_file(tmp / name)
-            _fsync_dir(tmp)
-            os.replace(tmp, path)
+                fsync_file(tmp / name)
+            fsync_dir(tmp)
+            replace_durably(tmp, path)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
-        _fsync_dir(path.parent)
 
     @classmethod
     def load(cls, path: Path) -> Bm25Index:
@@ -226,7 +225,7 @@ class Bm25Index:
         for name, digest in manifest["files"].items():
             file = path / name
             try:
-                actual = _sha256(file)
+                actual = sha256_file(file)
             except OSError as exc:
                 raise IndexCorruptError(
                     f"BM25 index file {file} is missing or unreadable ({exc}); {_HINT}"
@@ -256,27 +255,3 @@ class Bm25Index:
                 f"says {count}; {_HINT}"
             )
         return cls(ids, model)
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_file(file: Path) -> None:
-    with open(file, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make renames durable; directories cannot be opened on Windows, so skip there."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -36,66 +36,36 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import faiss
 import numpy as np
 from numpy.typing import NDArray
 
 from rag.errors import IndexCorruptError
+from rag.store.faiss_kinds import (
+    HNSW_M,
+    KINDS,
+    FaissKind,
+    apply_search_params,
+    entries,
+    entry_ids,
+    hnsw_ef_search,
+    is_ivf,
+    ivf_can_train,
+    ivf_nlist,
+    new_flat,
+    new_hnsw,
+    structure,
+)
+from rag.store.faiss_manifest import MANIFEST_FORMAT, METRIC, manifest_path, read_manifest
+from rag.store.files import atomic_write_bytes, fsync_file, sha256_file
 
 logger = logging.getLogger(__name__)
-
-FaissKind = Literal["flat", "hnsw", "ivf"]
-_KINDS: tuple[str, ...] = get_args(FaissKind)
-
-#: Version of the manifest layout below; bump when its meaning changes.
-MANIFEST_FORMAT = 1
-_METRIC = "inner_product"
-
-HNSW_M = 32
-HNSW_EF_SEARCH = 64
-HNSW_EF_CONSTRUCTION = 64
-#: Most candidates an HNSW query explores; see :func:`hnsw_ef_search`.
-HNSW_EF_SEARCH_MAX = 512
-#: Vectors per unit of HNSW_EF_SEARCH in :func:`hnsw_ef_search`.
-_HNSW_EF_PER_VECTORS = 100_000
-
-#: k-means in FAISS warns below 39 training points per centroid.
-IVF_MIN_POINTS_PER_LIST = 39
-
-
-def ivf_nlist(count: int) -> int:
-    """Number of IVF lists for ``count`` vectors: ``4 * sqrt(count)``, at least 1."""
-    return max(1, round(4 * math.sqrt(count)))
-
-
-def ivf_nprobe(nlist: int) -> int:
-    """Lists visited per IVF query: 1/16 of them, at least 8 (recall ~0.95+ on text)."""
-    return min(nlist, max(8, nlist // 16))
-
-
-def hnsw_ef_search(count: int, k: int) -> int:
-    """Candidates an HNSW query explores in a graph of ``count`` vectors, for top ``k``.
-
-    A fixed efSearch=64 gave recall@10 0.989 at 100k vectors but 0.821 at 1M
-    (bench/index_bench.py); the search effort has to grow with the graph. 64 per 100k
-    vectors, between 64 and 512, measured 0.989 at 100k and 0.954 at 1M (1.8 ms per
-    query on one CPU thread, still ~90x faster than exact search). Never below ``k``.
-    """
-    scaled = round(HNSW_EF_SEARCH * count / _HNSW_EF_PER_VECTORS)
-    return max(k, HNSW_EF_SEARCH, min(HNSW_EF_SEARCH_MAX, scaled))
-
-
-def ivf_can_train(count: int) -> bool:
-    """Whether ``count`` vectors are enough to train an IVF index of ``ivf_nlist(count)``."""
-    return count >= IVF_MIN_POINTS_PER_LIST * ivf_nlist(count)
 
 
 class FaissIndex:
@@ -141,7 +111,7 @@ class FaissIndex:
         _check_dimension(dimension)
         _check_kind(kind)
         # IVF starts flat and is trained once there are enough vectors.
-        index = _new_hnsw(dimension) if kind == "hnsw" else _new_flat(dimension)
+        index = new_hnsw(dimension) if kind == "hnsw" else new_flat(dimension)
         return cls(kind=kind, dimension=dimension, index=index)
 
     # ------------------------------------------------------------------ inspection
@@ -153,9 +123,18 @@ class FaissIndex:
         return f"FaissIndex(kind={self.kind!r}, dimension={self.dimension}, count={len(self)})"
 
     @property
+    def cpu_index(self) -> Any:
+        """The wrapped FAISS index on the CPU (the master copy that is mutated and saved).
+
+        For benchmarks that search it directly (bypassing the GPU copy) or tune a search;
+        changing it bypasses this class's id bookkeeping.
+        """
+        return self._index
+
+    @property
     def ivf_trained(self) -> bool:
         """True when an ``ivf`` index has left its flat start-up phase."""
-        return _is_ivf(self._index)
+        return is_ivf(self._index)
 
     def ids(self) -> NDArray[np.int64]:
         """All ids present, sorted ascending."""
@@ -221,9 +200,9 @@ class FaissIndex:
             return 0
         if self.kind == "hnsw":
             # HNSW graphs cannot drop nodes; rebuild from the vectors kept.
-            keep_ids, keep_vectors = _entries(self._index)
+            keep_ids, keep_vectors = entries(self._index)
             mask = ~np.isin(keep_ids, id_array)
-            fresh = _new_hnsw(self.dimension)
+            fresh = new_hnsw(self.dimension)
             if mask.any():
                 fresh.add_with_ids(keep_vectors[mask], keep_ids[mask])
             self._index = fresh
@@ -283,7 +262,7 @@ class FaissIndex:
     @staticmethod
     def manifest_path(path: Path) -> Path:
         """Where the manifest of the index file ``path`` lives (``<name>.json``)."""
-        return path.with_name(path.name + ".json")
+        return manifest_path(path)
 
     def save(self, path: Path) -> None:
         """Write the index and its manifest atomically.
@@ -305,8 +284,8 @@ class FaissIndex:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             faiss.write_index(self._index, str(tmp))
-            _fsync_file(tmp)
-            size, digest = tmp.stat().st_size, _sha256(tmp)
+            fsync_file(tmp)
+            size, digest = tmp.stat().st_size, sha256_file(tmp)
             os.replace(tmp, path)
         finally:
             if tmp.exists():
@@ -315,7 +294,7 @@ class FaissIndex:
             "format": MANIFEST_FORMAT,
             "kind": self.kind,
             "dimension": self.dimension,
-            "metric": _METRIC,
+            "metric": METRIC,
             "count": len(self),
             "faiss_version": faiss.__version__,
             "file_bytes": size,
@@ -326,7 +305,9 @@ class FaissIndex:
         if self.kind == "ivf":
             manifest["ivf_trained"] = self.ivf_trained
             manifest["ivf_nlist"] = int(self._index.nlist) if self.ivf_trained else None
-        _atomic_write(self.manifest_path(path), (json.dumps(manifest, indent=2) + "\n").encode())
+        atomic_write_bytes(
+            self.manifest_path(path), (json.dumps(manifest, indent=2) + "\n").encode()
+        )
 
     @classmethod
     def load(
@@ -350,7 +331,7 @@ class FaissIndex:
                 to run ``rag kb rebuild NAME``.
         """
         path = Path(path)
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         kind = manifest["kind"]
         dimension = manifest["dimension"]
 
@@ -367,8 +348,8 @@ class FaissIndex:
                 f"manifest says dimension {dimension} but {expected_dimension} was expected "
                 "(was the embedding model changed?)"
             )
-        if manifest["metric"] != _METRIC:
-            raise corrupt(f"manifest says metric {manifest['metric']!r}, expected {_METRIC!r}")
+        if manifest["metric"] != METRIC:
+            raise corrupt(f"manifest says metric {manifest['metric']!r}, expected {METRIC!r}")
         try:
             size = path.stat().st_size
             if size != manifest["file_bytes"]:
@@ -376,7 +357,7 @@ class FaissIndex:
                     f"file has {size} bytes but the manifest recorded "
                     f"{manifest['file_bytes']} (truncated or replaced)"
                 )
-            if _sha256(path) != manifest["file_sha256"]:
+            if sha256_file(path) != manifest["file_sha256"]:
                 raise corrupt("file checksum differs from the manifest's")
         except OSError as exc:
             raise corrupt(f"cannot read the index file ({exc})") from exc
@@ -393,9 +374,9 @@ class FaissIndex:
             "hnsw": "hnsw",
             "ivf": "ivf" if manifest.get("ivf_trained") else "flat",
         }[kind]
-        if _structure(index) != expected_structure:
+        if structure(index) != expected_structure:
             raise corrupt(
-                f"file holds a {_structure(index)} index but the manifest describes {kind!r}"
+                f"file holds a {structure(index)} index but the manifest describes {kind!r}"
             )
         if manifest["faiss_version"] != faiss.__version__:
             logger.info(
@@ -404,32 +385,32 @@ class FaissIndex:
                 manifest["faiss_version"],
                 faiss.__version__,
             )
-        _apply_search_params(index)
+        apply_search_params(index)
         return cls(kind=kind, dimension=dimension, index=index)
 
     # ------------------------------------------------------------------ internals
 
     def _current_ids(self) -> NDArray[np.int64]:
         if self._ids_cache is None:
-            self._ids_cache = _entry_ids(self._index)
+            self._ids_cache = entry_ids(self._index)
         return self._ids_cache
 
     def _maybe_train_ivf(self) -> None:
         """Move to IVF, or retrain it, when the collection has grown enough."""
         count = len(self)
-        if _is_ivf(self._index):
+        if is_ivf(self._index):
             if ivf_nlist(count) < 2 * int(self._index.nlist):
                 return
         elif not ivf_can_train(count):
             return
-        ids, vectors = _entries(self._index)
+        ids, vectors = entries(self._index)
         nlist = ivf_nlist(count)
         logger.info("training IVF index: %d vectors into %d lists", count, nlist)
         quantizer = faiss.IndexFlatIP(self.dimension)
         ivf = faiss.IndexIVFFlat(quantizer, self.dimension, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.train(vectors)
         ivf.add_with_ids(vectors, ids)
-        _apply_search_params(ivf)
+        apply_search_params(ivf)
         self._index = ivf
         self._ids_cache = None
         self._invalidate_gpu()
@@ -468,90 +449,8 @@ def _check_dimension(dimension: int) -> None:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {', '.join(_KINDS)}; got {kind!r}")
-
-
-def _new_flat(dimension: int) -> Any:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-
-
-def _new_hnsw(dimension: int) -> Any:
-    inner = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    inner.hnsw.efSearch = HNSW_EF_SEARCH
-    return faiss.IndexIDMap2(inner)
-
-
-def _is_ivf(index: Any) -> bool:
-    return isinstance(index, faiss.IndexIVF)
-
-
-def _structure(index: Any) -> str:
-    """``flat``, ``hnsw``, ``ivf`` or ``unknown``, from the FAISS classes in the file."""
-    if isinstance(index, faiss.IndexIVFFlat):
-        return "ivf"
-    if isinstance(index, faiss.IndexIDMap2):
-        inner = faiss.downcast_index(index.index)
-        if isinstance(inner, faiss.IndexHNSWFlat):
-            return "hnsw"
-        if isinstance(inner, faiss.IndexFlat):
-            return "flat"
-    return "unknown"
-
-
-def _apply_search_params(index: Any) -> None:
-    """Set the query-time knobs, which are not a property of the trained data."""
-    if isinstance(index, faiss.IndexIVF):
-        index.nprobe = ivf_nprobe(int(index.nlist))
-    elif isinstance(index, faiss.IndexIDMap2):
-        inner = faiss.downcast_index(index.index)
-        if isinstance(inner, faiss.IndexHNSW):
-            inner.hnsw.efSearch = HNSW_EF_SEARCH
-
-
-def _entry_ids(index: Any) -> NDArray[np.int64]:
-    """Ids of every stored vector, in storage order."""
-    if _is_ivf(index):
-        invlists = index.invlists
-        parts = [
-            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-            for i in range(index.nlist)
-            if invlists.list_size(i)
-        ]
-        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-    return faiss.vector_to_array(index.id_map).astype(np.int64)
-
-
-def _entries(index: Any) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Every stored (id, vector) pair, for rebuilding or retraining."""
-    dimension = int(index.d)
-    if _is_ivf(index):
-        invlists = index.invlists
-        id_parts: list[NDArray[np.int64]] = []
-        vector_parts: list[NDArray[np.float32]] = []
-        for i in range(index.nlist):
-            size = invlists.list_size(i)
-            if not size:
-                continue
-            id_parts.append(faiss.rev_swig_ptr(invlists.get_ids(i), size).copy())
-            # IVFFlat codes are the raw float32 vectors.
-            codes = faiss.rev_swig_ptr(invlists.get_codes(i), size * invlists.code_size)
-            vector_parts.append(codes.view(np.float32).reshape(size, dimension).copy())
-        if not id_parts:
-            return np.empty(0, np.int64), np.empty((0, dimension), np.float32)
-        return (
-            np.concatenate(id_parts).astype(np.int64),
-            np.concatenate(vector_parts),
-        )
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-    inner = faiss.downcast_index(index.index)
-    vectors = (
-        inner.reconstruct_n(0, int(inner.ntotal))
-        if ids.size
-        else np.empty((0, dimension), np.float32)
-    )
-    return ids, np.asarray(vectors, dtype=np.float32).reshape(-1, dimension)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
 
 
 def _as_ids(ids: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -573,82 +472,3 @@ def _as_vectors(vectors: NDArray[np.float32], dimension: int, name: str) -> NDAr
     if not np.isfinite(matrix).all():
         raise ValueError(f"{name} must be finite; found NaN or infinity")
     return matrix
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    manifest_path = FaissIndex.manifest_path(path)
-    hint = "run `rag kb rebuild NAME` to rebuild it from the catalog"
-    if not path.is_file():
-        raise IndexCorruptError(f"FAISS index file {path} is missing; {hint}")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise IndexCorruptError(f"FAISS manifest {manifest_path} is missing; {hint}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexCorruptError(
-            f"FAISS manifest {manifest_path} is unreadable ({exc}); {hint}"
-        ) from exc
-    required: dict[str, type | tuple[type, ...]] = {
-        "format": int,
-        "kind": str,
-        "dimension": int,
-        "metric": str,
-        "count": int,
-        "faiss_version": str,
-        "file_bytes": int,
-        "file_sha256": str,
-    }
-    if not isinstance(manifest, dict):
-        raise IndexCorruptError(f"FAISS manifest {manifest_path} is not a JSON object; {hint}")
-    for key, expected_type in required.items():
-        if not isinstance(manifest.get(key), expected_type):
-            raise IndexCorruptError(f"FAISS manifest {manifest_path} lacks a valid {key!r}; {hint}")
-    if manifest["format"] != MANIFEST_FORMAT:
-        raise IndexCorruptError(
-            f"FAISS manifest {manifest_path} has format {manifest['format']}, this version "
-            f"reads {MANIFEST_FORMAT}; {hint}"
-        )
-    if manifest["kind"] not in _KINDS:
-        raise IndexCorruptError(
-            f"FAISS manifest {manifest_path} names unknown kind {manifest['kind']!r}; {hint}"
-        )
-    return manifest
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_file(file: Path) -> None:
-    with open(file, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable; directories cannot be opened on Windows, so skip there."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,6 +9,7 @@ Example::
     reader = KnowledgeBaseReader(kbs, "handbook")
     snapshot = reader.snapshot()          # FAISS + BM25 of the newest generation
     chunks = reader.chunks([12, 7])       # {12: StoredChunk, 7: StoredChunk}
+    vectors = reader.vectors([12, 7])     # {12: float32 array, 7: float32 array}
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 
 from rag.errors import IndexCorruptError, KnowledgeBaseNotFoundError
 from rag.records import StoredChunk
-from rag.store.knowledge_bases import (
-    IndexSnapshot,
-    KnowledgeBaseInfo,
-    KnowledgeBases,
-    load_snapshot,
-)
+from rag.store.knowledge_bases import KnowledgeBases
+from rag.store.records import IndexedChunk, KnowledgeBaseInfo
 from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow
+from rag.store.snapshot import IndexSnapshot, load_snapshot, stored_vector
+
+#: Ids per ``IN (...)`` query: SQLite allows 999 bound parameters in older builds.
+_SQL_BATCH = 900
 
 # A writer deletes the previous generation's files right after committing a new one; a
 # reader that read the old generation number just before may find its files gone and
@@ -92,7 +96,7 @@ class KnowledgeBaseReader:
                     except IndexCorruptError as exc:
                         last_error = exc
                         continue
-                    self._info = self._kbs._info(session, row)
+                    self._info = self._kbs.info_of(session, row)
                 self._snapshot = snapshot
                 return True
             if last_error is None:  # pragma: no cover - the loop ran at least once
@@ -113,38 +117,62 @@ class KnowledgeBaseReader:
         wanted = [int(i) for i in ids]
         with self._kbs.catalog.session() as session:
             rows = session.execute(
-                select(
-                    ChunkRow.id,
-                    ChunkRow.document_id,
-                    DocumentRow.source,
-                    ChunkRow.ordinal,
-                    ChunkRow.text,
-                    ChunkRow.page,
-                    ChunkRow.heading,
-                    ChunkRow.char_start,
-                    ChunkRow.char_end,
-                    ChunkRow.token_count,
-                    ChunkRow.metadata_json,
-                )
+                select(*_CHUNK_COLUMNS)
                 .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
                 .where(ChunkRow.id.in_(wanted))
             ).all()
-        return {
-            r.id: StoredChunk(
-                chunk_id=r.id,
-                document_id=r.document_id,
-                source=r.source,
-                ordinal=r.ordinal,
-                text=r.text,
-                page=r.page,
-                heading=r.heading,
-                char_start=r.char_start,
-                char_end=r.char_end,
-                token_count=r.token_count,
-                metadata=json.loads(r.metadata_json) if r.metadata_json else {},
+        return {r.id: _stored_chunk(r) for r in rows}
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        """The stored embeddings of chunks by id; ids no longer in the catalog are left out.
+
+        Args:
+            ids: chunk ids (any number; they are queried in batches).
+
+        Returns:
+            Chunk id -> its float32 vector (a read-only view of the catalog's bytes).
+        """
+        wanted = [int(i) for i in ids]
+        found: dict[int, npt.NDArray[np.float32]] = {}
+        with self._kbs.catalog.session() as session:
+            for start in range(0, len(wanted), _SQL_BATCH):
+                rows = session.execute(
+                    select(ChunkRow.id, ChunkRow.embedding).where(
+                        ChunkRow.id.in_(wanted[start : start + _SQL_BATCH])
+                    )
+                ).all()
+                for row in rows:
+                    found[int(row.id)] = stored_vector(row.embedding)
+        return found
+
+    def indexed_chunks(self) -> list[IndexedChunk]:
+        """Every chunk of the base with its vector and BM25 tokens, by source then ordinal.
+
+        Loads the whole base into memory: meant for exports and benchmarks.
+
+        Raises:
+            KnowledgeBaseNotFoundError: the base does not exist.
+        """
+        with self._kbs.catalog.session() as session:
+            kb_id = session.scalar(
+                select(KnowledgeBaseRow.id).where(KnowledgeBaseRow.name == self.name)
+            )
+            if kb_id is None:
+                raise KnowledgeBaseNotFoundError(self.name)
+            rows = session.execute(
+                select(*_CHUNK_COLUMNS, ChunkRow.embedding, ChunkRow.bm25_tokens)
+                .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                .where(ChunkRow.kb_id == kb_id)
+                .order_by(DocumentRow.source, ChunkRow.ordinal)
+            ).all()
+        return [
+            IndexedChunk(
+                chunk=_stored_chunk(r),
+                vector=stored_vector(r.embedding),
+                bm25_tokens=tuple(r.bm25_tokens.split()),
             )
             for r in rows
-        }
+        ]
 
     def sources(self) -> list[str]:
         """Source paths of the base's indexed documents."""
@@ -173,3 +201,36 @@ class KnowledgeBaseReader:
                     .where(DocumentRow.kb_id == kb_id, DocumentRow.source.in_(list(sources)))
                 )
             )
+
+
+#: The columns a :class:`StoredChunk` is made of (with its document's source).
+_CHUNK_COLUMNS = (
+    ChunkRow.id,
+    ChunkRow.document_id,
+    DocumentRow.source,
+    ChunkRow.ordinal,
+    ChunkRow.text,
+    ChunkRow.page,
+    ChunkRow.heading,
+    ChunkRow.char_start,
+    ChunkRow.char_end,
+    ChunkRow.token_count,
+    ChunkRow.metadata_json,
+)
+
+
+def _stored_chunk(r: Any) -> StoredChunk:
+    """A :class:`StoredChunk` from a result row holding :data:`_CHUNK_COLUMNS`."""
+    return StoredChunk(
+        chunk_id=r.id,
+        document_id=r.document_id,
+        source=r.source,
+        ordinal=r.ordinal,
+        text=r.text,
+        page=r.page,
+        heading=r.heading,
+        char_start=r.char_start,
+        char_end=r.char_end,
+        token_count=r.token_count,
+        metadata=json.loads(r.metadata_json) if r.metadata_json else {},
+    )

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bench import index_bench
-from rag.store.faiss_index import FaissIndex, hnsw_ef_search, ivf_can_train
+from rag.store.faiss_index import FaissIndex
+from rag.store.faiss_kinds import hnsw_ef_search, ivf_can_train
 
 
 def test_clustered_vectors_are_seeded_unit_rows_and_sizes_are_prefixes() -> None:
@@ -184,7 +185,7 @@ def test_ef_search_sweep_changes_the_search_and_leaves_the_index_alone() -> None
     exact, _, _ = index_bench.build_index(data, "flat", 3000)
     _, truth = exact.search(queries, 10)
     before_scores, before_ids = index.search(queries, 10)
-    stored_ef = faiss.downcast_index(index._index.index).hnsw.efSearch
+    stored_ef = faiss.downcast_index(index.cpu_index.index).hnsw.efSearch
 
     rows = index_bench.sweep_ef_search(index, [1, 256], queries, 10, 1, truth, "test")
     assert [row["ef_search"] for row in rows] == [1, 256]
@@ -194,7 +195,7 @@ def test_ef_search_sweep_changes_the_search_and_leaves_the_index_alone() -> None
     after_scores, after_ids = index.search(queries, 10)
     np.testing.assert_array_equal(after_ids, before_ids)
     np.testing.assert_array_equal(after_scores, before_scores)
-    assert faiss.downcast_index(index._index.index).hnsw.efSearch == stored_ef
+    assert faiss.downcast_index(index.cpu_index.index).hnsw.efSearch == stored_ef
     # With the product's efSearch the searcher finds what FaissIndex.search finds.
     fixed = index_bench.FixedEfSearch(index, index_bench.hnsw_ef_search(len(index), 10))
     np.testing.assert_array_equal(fixed.search(queries, 10)[1], before_ids)

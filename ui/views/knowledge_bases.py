@@ -7,7 +7,8 @@ import streamlit as st
 
 from rag.errors import RagError
 from rag.prompt import source_title
-from rag.store.knowledge_bases import KnowledgeBaseInfo, remove_document
+from rag.store.knowledge_bases import remove_document
+from rag.store.records import KnowledgeBaseInfo
 from ui.i18n import Language, tr
 from ui.services import UiServices
 from ui.state import language, services

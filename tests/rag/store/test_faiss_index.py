@@ -15,10 +15,10 @@ import pytest
 from numpy.typing import NDArray
 
 from rag.errors import IndexCorruptError
-from rag.store.faiss_index import (
+from rag.store.faiss_index import FaissIndex
+from rag.store.faiss_kinds import (
     HNSW_EF_SEARCH,
     HNSW_EF_SEARCH_MAX,
-    FaissIndex,
     FaissKind,
     hnsw_ef_search,
     ivf_can_train,
