@@ -1019,7 +1019,7 @@ def eval_synth(
 ) -> None:
     """Write a checked question set from a knowledge base with the generator."""
     from evals.synth import synthesize, write_jsonl
-    from rag.generate import build_generator
+    from rag.generate.factory import build_generator
     from rag.store.reader import KnowledgeBaseReader
 
     state = _state(ctx)
