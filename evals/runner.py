@@ -50,7 +50,7 @@ from evals.strategies import (
 )
 from rag.chain import EMBEDDED_MAX_SOURCES, RagChain
 from rag.config import Settings
-from rag.embed import build_embedder, canonical_model_name
+from rag.embed.factory import build_embedder, canonical_model_name
 from rag.generate.embedded import EmbeddedGenerator
 from rag.generate.factory import build_generator
 from rag.generate.huggingface import HuggingFaceGenerator

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from rag.cite import CitationResult, Citer
 from rag.config import RetrievalMode, Settings
-from rag.embed import Embedder, build_embedder
+from rag.embed.factory import build_embedder
+from rag.embed.protocol import Embedder
 from rag.generate.factory import build_generator
 from rag.generate.protocol import Generator
 from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates, detect_language

@@ -562,7 +562,7 @@ def kb_create(
     switch it: a base whose first documents are mostly Chinese gets the multilingual one.
     """
     from rag.config import DEFAULT_EMBEDDING_MODEL
-    from rag.embed import build_embedder, canonical_model_name
+    from rag.embed.factory import build_embedder, canonical_model_name
 
     state = _state(ctx)
     model = canonical_model_name(embedding or state.settings.embedding_model)
