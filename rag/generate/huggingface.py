@@ -36,8 +36,13 @@ from transformers import (
 
 from rag.device import generation_dtype, resolve_device
 from rag.errors import GenerationError, GeneratorUnavailableError
+from rag.generate.hf_decoding import (
+    BatchStopCriteria,
+    StopCriteria,
+    chat_text,
+    generation_config,
+)
 from rag.generate.hf_loading import LoadedModel, load_gguf, load_pretrained, make_loaded
-from rag.generate.hf_stopping import BatchStopCriteria, StopCriteria
 from rag.generate.stops import (
     StopSequenceFilter,
     check_generation_args,
@@ -198,7 +203,7 @@ class HuggingFaceGenerator:
         loaded = self._ready()
         tokenizer = loaded.tokenizer
         stops = checked[0][2]
-        texts = [self._chat_text(loaded, m) for m, _, _ in checked]
+        texts = [chat_text(loaded.tokenizer, m, self._model_spec) for m, _, _ in checked]
         previous_side = tokenizer.padding_side
         tokenizer.padding_side = "left"  # decoder-only models continue from the right
         try:
@@ -210,7 +215,7 @@ class HuggingFaceGenerator:
             "attention_mask": encoded["attention_mask"].to(loaded.device),
         }
         prompt_length = int(inputs["input_ids"].shape[1])
-        config = self._generation_config(loaded, prompt_length, checked[0][1])
+        config = self._config(loaded, prompt_length, checked[0][1])
         criteria = StoppingCriteriaList()
         if stops:
             criteria.append(BatchStopCriteria(tokenizer, prompt_length, stops))
@@ -357,62 +362,20 @@ class HuggingFaceGenerator:
         self, loaded: LoadedModel, messages: list[ChatMessage], max_new_tokens: int | None
     ) -> tuple[dict[str, torch.Tensor], GenerationConfig]:
         """Tokenize the chat prompt and build the generation settings for one call."""
-        encoded = loaded.tokenizer(
-            self._chat_text(loaded, messages), return_tensors="pt", add_special_tokens=False
-        )
+        text = chat_text(loaded.tokenizer, messages, self._model_spec)
+        encoded = loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False)
         inputs = {
             "input_ids": encoded["input_ids"].to(loaded.device),
             "attention_mask": encoded["attention_mask"].to(loaded.device),
         }
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        return inputs, self._generation_config(loaded, prompt_tokens, max_new_tokens)
+        return inputs, self._config(loaded, prompt_tokens, max_new_tokens)
 
-    def _chat_text(self, loaded: LoadedModel, messages: Sequence[ChatMessage]) -> str:
-        """The prompt as the model's chat template writes it, ready for the answer."""
-        tokenizer = loaded.tokenizer
-        if not getattr(tokenizer, "chat_template", None):
-            raise GenerationError(
-                f"model {self._model_spec!r} has no chat template in its tokenizer, so chat "
-                "messages cannot be formatted for it; use an instruct/chat model or add a "
-                "chat_template to its tokenizer_config.json"
-            )
-        text = tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        return str(text)
-
-    def _generation_config(
+    def _config(
         self, loaded: LoadedModel, prompt_tokens: int, max_new_tokens: int | None
     ) -> GenerationConfig:
-        """Decoding settings for a prompt of ``prompt_tokens``, checked against the window."""
-        room = loaded.context_window - prompt_tokens
-        if room < 1:
-            raise GenerationError(
-                f"the prompt takes {prompt_tokens} tokens but model {self._model_spec!r} "
-                f"accepts {loaded.context_window} in all; retrieve fewer or shorter sources "
-                "(top_k, chunk_size) or shorten the question"
-            )
         wanted = self._max_new_tokens if max_new_tokens is None else max_new_tokens
-        if wanted > room:
-            logger.warning(
-                "answer length cut from %d to %d tokens to fit the context window of %s",
-                wanted,
-                room,
-                self._model_spec,
-            )
-        sampling = self._temperature > 0
-        config = GenerationConfig(
-            max_new_tokens=min(wanted, room),
-            do_sample=sampling,
-            eos_token_id=list(loaded.eos_token_ids),
-            pad_token_id=loaded.pad_token_id,
-        )
-        if sampling:
-            # Only set when sampling: greedy decoding with a temperature set warns.
-            config.temperature = self._temperature
-        return config
+        return generation_config(loaded, prompt_tokens, wanted, self._temperature, self._model_spec)
 
     def _stream(
         self,
