@@ -52,8 +52,8 @@ from bench.results import save_results  # noqa: E402
 from evals.datasets import EvalDocument, QAExample  # noqa: E402
 from evals.finetune import FineTuneConfig, fine_tune  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.embed import build_embedder, chunking_tokenizer  # noqa: E402
-from rag.generate import build_generator  # noqa: E402
+from rag.embed.factory import build_embedder, chunking_tokenizer  # noqa: E402
+from rag.generate.factory import build_generator  # noqa: E402
 from rag.generate.huggingface import HuggingFaceGenerator  # noqa: E402
 from rag.records import ChatMessage  # noqa: E402
 from rag.store.faiss_index import FaissIndex  # noqa: E402

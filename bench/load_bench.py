@@ -65,7 +65,8 @@ from bench.results import save_results  # noqa: E402
 from ingest.pipeline import IngestPipeline  # noqa: E402
 from rag.chain import RagChain  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.generate import Generator, build_generator  # noqa: E402
+from rag.generate.factory import build_generator  # noqa: E402
+from rag.generate.protocol import Generator  # noqa: E402
 from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 from rag.store.reader import KnowledgeBaseReader  # noqa: E402

@@ -73,7 +73,7 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
-from rag.embed import SentenceTransformerEmbedder  # noqa: E402
+from rag.embed.sentence_transformer import SentenceTransformerEmbedder  # noqa: E402
 from rag.records import ChunkDraft, DocumentToIndex  # noqa: E402
 from rag.retrieve import (  # noqa: E402
     Bm25Retriever,

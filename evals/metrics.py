@@ -25,8 +25,10 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
+from rag.text.language import HAN_CHAR
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK_CHAR = HAN_CHAR  # the platform's one CJK rule
 # CMRC 2018's evaluation script removes these besides ASCII punctuation.
 _CMRC_PUNCTUATION = frozenset(
     "-:_*^/\\~`+=，。：？！“”；’《》……·、「」（）－～『』" + string.punctuation

@@ -50,9 +50,11 @@ from evals.strategies import (
 )
 from rag.chain import EMBEDDED_MAX_SOURCES, RagChain
 from rag.config import Settings
-from rag.embed import build_embedder, canonical_model_name
-from rag.generate import Generator, build_generator
+from rag.embed.factory import build_embedder, canonical_model_name
+from rag.generate.embedded import EmbeddedGenerator
+from rag.generate.factory import build_generator
 from rag.generate.huggingface import HuggingFaceGenerator
+from rag.generate.protocol import Generator
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.schema import EvalRunRow, utcnow
 
@@ -275,9 +277,7 @@ class EvalRunner:
             self._generator = build_generator(
                 self.settings.model_copy(update={"max_new_tokens": 256})
             )
-        warm_up = getattr(self._generator, "warm_up", None)
-        if callable(warm_up):
-            warm_up()  # idempotent: loads once
+        self._generator.warm_up()  # idempotent: loads once
         return self._generator
 
     def _knowledge_base(
@@ -386,7 +386,7 @@ class EvalRunner:
             # Ranking metrics score the whole ranking (BEIR practice); the score floor
             # is the product's refusal rule, which the RAG strategies keep.
             settings = settings.model_copy(update={"score_floor": -1.0})
-        elif settings.max_sources is None and self.generator().info.get("backend") == "embedded":
+        elif settings.max_sources is None and isinstance(self.generator(), EmbeddedGenerator):
             # The fine-tuned copies report the hf backend; they get the same number of
             # sources as the embedded model they came from, for a fair comparison.
             settings = settings.model_copy(update={"max_sources": EMBEDDED_MAX_SOURCES})

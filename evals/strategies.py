@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evals.datasets import QAExample
 from rag.chain import RagChain
 from rag.cite import is_refusal
-from rag.generate import Generator
+from rag.generate.protocol import BatchGenerator, Generator
 from rag.prompt import PromptTemplates
 from rag.records import ChatMessage, RetrievedChunk
 
@@ -106,9 +106,8 @@ def _generate_batch(
     stop: Sequence[str],
 ) -> list[str]:
     """Batched when the backend can (local HF models), one by one otherwise."""
-    batch_fn: Callable[..., list[str]] | None = getattr(generator, "generate_batch", None)
-    if batch_fn is not None and len(prompts) > 1:
-        return batch_fn(prompts, max_new_tokens=max_new_tokens, stop=stop)
+    if isinstance(generator, BatchGenerator) and len(prompts) > 1:
+        return generator.generate_batch(prompts, max_new_tokens=max_new_tokens, stop=stop)
     return [generator.generate(p, max_new_tokens=max_new_tokens, stop=stop) for p in prompts]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from evals.errors import EvalError
 from evals.metrics import STOPWORDS
-from rag.generate import Generator
+from rag.generate.protocol import BatchGenerator, Generator
 from rag.prompt import detect_language
 from rag.records import ChatMessage, StoredChunk
 from rag.store.reader import KnowledgeBaseReader
@@ -224,9 +224,8 @@ def _stem(word: str) -> str:
 
 
 def _generate(generator: Generator, prompts: Sequence[list[ChatMessage]]) -> list[str]:
-    batch = getattr(generator, "generate_batch", None)
-    if batch is not None:
-        return list(batch(prompts, max_new_tokens=64))
+    if isinstance(generator, BatchGenerator):
+        return generator.generate_batch(prompts, max_new_tokens=64)
     return [generator.generate(p, max_new_tokens=64) for p in prompts]
 
 

@@ -1,8 +1,9 @@
 """How Chinese a set of documents is, to choose a new knowledge base's embedding model.
 
-The share counts CJK characters against Latin words (one CJK character carries about as
-much as one English word), so "RAG 系统的检索" is mostly Chinese and an English manual with
-a few Chinese names is not.
+The share is :func:`rag.text.language.cjk_share`, the rule the prompts use too: CJK
+characters against Latin words (one CJK character carries about as much as one English
+word), so "RAG 系统的检索" is mostly Chinese and an English manual with a few Chinese names
+is not. This module only samples the first files of an ingest.
 
 Example::
 
@@ -13,26 +14,19 @@ Example::
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.errors import IngestError
 from ingest.load import DocumentLoader
 
+# The share is the platform's one language rule; re-exported for existing importers.
+from rag.text.language import cjk_share as cjk_share
+
 logger = logging.getLogger(__name__)
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 #: Above this share the documents are "mostly CJK".
 MOSTLY_CJK = 0.5
-
-
-def cjk_share(text: str) -> float:
-    """CJK characters / (CJK characters + Latin words); 0.0 for text with neither."""
-    cjk = len(_CJK.findall(text))
-    latin = len(_LATIN_WORD.findall(text))
-    return cjk / (cjk + latin) if cjk + latin else 0.0
 
 
 def sniff_cjk_share(

@@ -44,14 +44,14 @@ from ingest.parse import (
     parse_in_worker,
 )
 from rag.config import DEFAULT_EMBEDDING_MODEL, IndexKind, Settings
-from rag.embed import (
-    Embedder,
+from rag.embed.factory import (
     build_embedder,
     canonical_model_name,
     chunking_tokenizer,
     default_batch_size,
 )
 from rag.embed.multilingual import MULTILINGUAL_MODEL
+from rag.embed.protocol import Embedder
 from rag.errors import ConfigError
 from rag.records import DocumentToIndex, FailedDocument
 from rag.store.knowledge_bases import KnowledgeBases

@@ -34,7 +34,8 @@ from numpy.typing import NDArray
 
 from ingest.errors import RayEngineError
 from ingest.parse import FileParser, ParsedFile, ParseFailure, ParseTask
-from rag.embed import DEFAULT_BATCH_SIZE, build_embedder
+from rag.embed.factory import build_embedder
+from rag.embed.sentence_transformer import DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from rag.cite import CitationResult, Citer
 from rag.config import RetrievalMode, Settings
-from rag.embed import Embedder, build_embedder
-from rag.generate import Generator, build_generator
+from rag.embed.factory import build_embedder
+from rag.embed.protocol import Embedder
+from rag.generate.factory import build_generator
+from rag.generate.protocol import Generator
 from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates, detect_language
 from rag.records import Answer, ChatMessage, RetrievedChunk
 from rag.retrieve import RetrievalFilter, Retriever, build_retriever
@@ -163,10 +165,8 @@ class RagChain:
         """Whether the generator is a small local model (it gets fewer sources)."""
         if self.generator is None:
             return False
-        if self.generator.info.get("backend") == "embedded":
-            return True
-        parameters = getattr(self.generator, "parameter_count", None)
-        return isinstance(parameters, int) and parameters < SMALL_MODEL_PARAMETERS
+        parameters = self.generator.parameter_count
+        return parameters is not None and parameters < SMALL_MODEL_PARAMETERS
 
     # -- the whole chain --------------------------------------------------------------------
 

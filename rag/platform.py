@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 from rag.chain import RagChain
 from rag.config import IndexKind, Settings
-from rag.embed import Embedder, build_embedder, choose_embedding, default_batch_size
-from rag.generate import Generator, build_generator
+from rag.embed.factory import build_embedder, choose_embedding, default_batch_size
+from rag.embed.protocol import Embedder
+from rag.generate.factory import build_generator
+from rag.generate.protocol import Generator
 from rag.store.catalog import Catalog
 from rag.store.chat_store import ChatStore
 from rag.store.knowledge_bases import KnowledgeBases

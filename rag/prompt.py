@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -22,17 +21,11 @@ from pathlib import Path, PurePath
 
 from rag.records import ChatMessage, RetrievedChunk
 
+# The one language rule lives in rag.text.language; re-exported for existing importers.
+from rag.text.language import detect_language as detect_language
+
 _TEMPLATES_DIR = Path(__file__).resolve().parent / "prompts"
 LANGUAGES = ("en", "zh")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[A-Za-z]")
-
-
-def detect_language(text: str) -> str:
-    """``zh`` when Chinese characters dominate the text's letters, else ``en``."""
-    cjk = len(_CJK.findall(text))
-    latin_words = len(re.findall(r"[A-Za-z]+", text))
-    return "zh" if cjk and cjk >= latin_words else "en"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,13 @@ class ScriptedGenerator:
         return {"backend": "scripted", "model": "script"}
 
     @property
+    def parameter_count(self) -> int | None:
+        return None
+
+    def warm_up(self) -> None:
+        """Nothing to load."""
+
+    @property
     def context_window(self) -> int:
         return self._context_window
 
@@ -104,6 +111,13 @@ class LookupGenerator:
     @property
     def info(self) -> dict[str, str]:
         return {"backend": "lookup", "model": "oracle"}
+
+    @property
+    def parameter_count(self) -> int | None:
+        return None
+
+    def warm_up(self) -> None:
+        """Nothing to load."""
 
     @property
     def context_window(self) -> int:

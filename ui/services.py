@@ -23,9 +23,9 @@ from pathlib import Path
 from ingest.pipeline import IngestPipeline, IngestProgress, IngestSummary
 from rag.chain import RagChain
 from rag.config import Settings
-from rag.embed import Embedder
-from rag.generate import Generator
+from rag.embed.protocol import Embedder
 from rag.generate.models import installed_model_path
+from rag.generate.protocol import Generator
 from rag.platform import GeneratorChoice, Platform
 from rag.store.catalog import Catalog
 from rag.store.reader import KnowledgeBaseReader

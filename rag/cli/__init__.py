@@ -563,7 +563,7 @@ def kb_create(
     switch it: a base whose first documents are mostly Chinese gets the multilingual one.
     """
     from rag.config import DEFAULT_EMBEDDING_MODEL
-    from rag.embed import build_embedder, canonical_model_name
+    from rag.embed.factory import build_embedder, canonical_model_name
 
     state = _state(ctx)
     model = canonical_model_name(embedding or state.settings.embedding_model)
@@ -1020,7 +1020,7 @@ def eval_synth(
 ) -> None:
     """Write a checked question set from a knowledge base with the generator."""
     from evals.synth import synthesize, write_jsonl
-    from rag.generate import build_generator
+    from rag.generate.factory import build_generator
     from rag.store.reader import KnowledgeBaseReader
 
     state = _state(ctx)

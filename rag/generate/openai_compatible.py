@@ -34,7 +34,7 @@ import httpx
 from pydantic import SecretStr
 
 from rag.errors import GenerationError, GeneratorUnavailableError
-from rag.generate import (
+from rag.generate.stops import (
     StopSequenceFilter,
     check_generation_args,
     check_sampling_args,
@@ -64,7 +64,7 @@ _CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 
 
 class OpenAICompatibleGenerator:
-    """A :class:`~rag.generate.Generator` for an OpenAI-compatible chat-completions server.
+    """A :class:`~rag.generate.protocol.Generator` for an OpenAI-compatible chat-completions server.
 
     Construction only validates; the HTTP client is created on first use. The API key
     is sent as a bearer token and appears in no log, ``repr`` or ``info``.
@@ -157,8 +157,13 @@ class OpenAICompatibleGenerator:
         """The context length given to the constructor (the server does not report it)."""
         return self._context_window
 
+    @property
+    def parameter_count(self) -> None:
+        """None: a remote server does not say how large its model is."""
+        return None
+
     def count_tokens(self, text: str) -> int:
-        """Estimated tokens (see :func:`rag.generate.estimate_tokens`): no tokenizer is local."""
+        """Estimated tokens (see :func:`rag.generate.stops.estimate_tokens`): no local tokenizer."""
         return estimate_tokens(text)
 
     def generate(

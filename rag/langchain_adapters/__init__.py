@@ -63,7 +63,7 @@ from pydantic import ConfigDict, Field
 from sqlalchemy import select
 
 from rag.config import RetrievalMode
-from rag.embed import Embedder
+from rag.embed.protocol import Embedder
 from rag.errors import KnowledgeBaseExistsError
 from rag.records import (
     Answer,

@@ -62,7 +62,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.config import RetrievalMode
-from rag.embed import Embedder, resolve_device
+from rag.device import resolve_device
+from rag.embed.protocol import Embedder
 from rag.errors import ConfigError, RetrievalError
 from rag.records import RetrievedChunk
 from rag.store.bm25_index import Bm25Index

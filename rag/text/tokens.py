@@ -34,15 +34,15 @@ import threading
 import unicodedata
 from typing import TYPE_CHECKING
 
+from rag.text.language import HAN_RANGES
+
 if TYPE_CHECKING:
     import jieba
     import Stemmer
 
 logger = logging.getLogger(__name__)
 
-# Han ideographs: the unified block, extension A, compatibility ideographs, and the
-# supplementary-plane extensions B onwards.
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_HAN = HAN_RANGES
 _RUN = re.compile(rf"(?P<han>[{_HAN}]+)|(?P<word>[^\W_{_HAN}]+)")
 
 #: Lucene's English stopwords (the list Elasticsearch's ``_english_`` filter uses): short

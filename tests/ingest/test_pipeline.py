@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from ingest.errors import IngestError
 from ingest.pipeline import IngestPipeline
 from rag.config import Settings
-from rag.embed import SentenceTransformerEmbedder
+from rag.embed.sentence_transformer import SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.store.catalog import Catalog
 from rag.store.knowledge_bases import KnowledgeBases

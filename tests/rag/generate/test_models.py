@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rag.cli import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, app
 from rag.config import Settings
 from rag.errors import GeneratorUnavailableError, ModelIntegrityError
-from rag.generate import build_generator
+from rag.generate.factory import build_generator
 from rag.generate.models import (
     MODELS,
     QWEN_05B,

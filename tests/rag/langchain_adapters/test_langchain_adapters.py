@@ -25,7 +25,7 @@ from langchain_tests.integration_tests import (
 )
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, RetrievalMode, Settings
-from rag.embed import SentenceTransformerEmbedder
+from rag.embed.sentence_transformer import SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.langchain_adapters import (
     KnowledgeBaseRetriever,

@@ -597,7 +597,7 @@ def squad_base(
 def test_hybrid_recall_is_at_least_the_better_of_dense_and_bm25_on_squad(
     squad_base: tuple[KnowledgeBaseReader, list[tuple[str, frozenset[int]]]],
 ) -> None:
-    from rag.embed import SentenceTransformerEmbedder
+    from rag.embed.sentence_transformer import SentenceTransformerEmbedder
 
     reader, questions = squad_base
     embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
