@@ -6,9 +6,11 @@ for remote models, the BM25 tokenizer's Han runs and the evaluation metrics.
 
 The rule counts CJK characters against Latin words, because one CJK character carries
 about as much as one English word: "RAG 系统的检索" is Chinese and an English manual with a
-few Chinese names is not. Kana and Hangul count as CJK: the platform has English and
-Chinese templates and models only, and the multilingual model and the Chinese prompts
-serve East Asian text better than the English ones.
+few Chinese names is not. Two questions, two
+answers from the same character classes: *is this text East Asian* (``cjk_share``: Han,
+kana and Hangul; it picks the multilingual embedding model, which reads all three) and
+*is this text Chinese* (``detect_language``: Han only; it picks the Chinese prompts, which
+would be the wrong language for a Japanese or Korean question written in kana or Hangul).
 
 Example::
 
@@ -62,15 +64,18 @@ def cjk_share(text: str) -> float:
 
 
 def detect_language(text: str) -> Language:
-    """``zh`` when CJK characters are at least half of the text's words, else ``en``.
+    """``zh`` when Han characters are at least half of the text's words, else ``en``.
 
     Args:
         text: a question, a passage or several of them joined.
 
     Returns:
-        ``"zh"`` or ``"en"`` (``"en"`` for text with no CJK character at all).
+        ``"zh"`` or ``"en"`` (``"en"`` for text with no Han character at all).
 
     Raises:
         TypeError: ``text`` is not a string.
     """
-    return "zh" if cjk_share(text) >= 0.5 else "en"
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    han = len(HAN_CHAR.findall(text))
+    return "zh" if han and han >= len(_LATIN_WORD.findall(text)) else "en"

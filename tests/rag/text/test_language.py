@@ -55,3 +55,12 @@ def test_callers_share_the_rule() -> None:
 
     assert ingest_share is cjk_share
     assert prompt_detect is detect_language
+
+
+def test_kana_and_hangul_are_east_asian_but_not_chinese() -> None:
+    # The multilingual embedder reads them (cjk_share), but Chinese prompt templates
+    # would answer a Japanese or Korean question in the wrong language.
+    assert cjk_share("バックアップはいつですか") == 1.0
+    assert detect_language("バックアップはいつですか") == "en"
+    assert detect_language("백업은 언제입니까") == "en"
+    assert detect_language("备份保留多久？") == "zh"
