@@ -9,7 +9,7 @@ import pytest
 from rag.chain import RagChain
 from rag.config import Settings
 from rag.records import Answer, ChatMessage, RetrievedChunk
-from rag.retrieve import RetrievalFilter
+from rag.retrieve.protocol import RetrievalFilter
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.reader import KnowledgeBaseReader
 from tests.fakes import HashEmbedder, ScriptedGenerator
