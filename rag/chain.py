@@ -381,9 +381,7 @@ class RagChain:
         prompts = [s.prompt.messages for s in staged if s.prompt is not None]
         started = time.perf_counter()
         outputs = iter(
-            self._generate_all(
-                generator, prompts, max_new_tokens or self.settings.max_new_tokens
-            )
+            self._generate_all(generator, prompts, max_new_tokens or self.settings.max_new_tokens)
         )
         per_prompt = (time.perf_counter() - started) / max(1, len(prompts))
         info = dict(generator.info)

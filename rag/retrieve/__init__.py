@@ -49,4 +49,3 @@ Example::
     for hit in retriever.retrieve("How do I rotate the API keys?", k=6):
         print(hit.rank, hit.source, hit.page, f"{hit.score:.4f}", hit.dense_score)
 """
-

@@ -276,4 +276,3 @@ def materialize(reader: KnowledgeBaseReader, hits: Sequence[Hit]) -> list[Retrie
             )
         )
     return results
-
