@@ -80,7 +80,7 @@ class _Timer:
 
 @dataclass(frozen=True)
 class _Staged:
-    """One question of a batch after retrieval and prompting, before generation."""
+    """One question after retrieval and prompting (``prompt`` None: nothing retrieved)."""
 
     question: str
     language: str
@@ -270,7 +270,6 @@ class RagChain:
         started_total = time.perf_counter()
         language = detect_language(question)
         templates = PromptTemplates.load(language)
-        generator_info = self.generator.info if self.generator is not None else {}
 
         started = time.perf_counter()
         query = self.condense(question, history, language=language) if generate else question
@@ -281,28 +280,11 @@ class RagChain:
         timer.add("retrieve", started)
 
         def finish(
-            result: CitationResult,
-            *,
-            raw: str = "",
-            prompt_tokens: int = 0,
-            output_tokens: int = 0,
+            result: CitationResult, prompt: BuiltPrompt | None = None, raw: str = ""
         ) -> Answer:
             timer.timings["total"] = round(time.perf_counter() - started_total, 4)
-            return Answer(
-                question=question,
-                answer=result.text,
-                refused=result.refused,
-                supported=result.supported,
-                citations=result.citations,
-                retrieved=tuple(retrieved),
-                timings=dict(timer.timings),
-                generator=dict(generator_info),
-                invalid_markers=result.invalid_markers,
-                language=language,
-                prompt_tokens=prompt_tokens,
-                output_tokens=output_tokens,
-                raw=raw,
-            )
+            staged = _Staged(question, language, tuple(retrieved), prompt, dict(timer.timings))
+            return self._make_answer(staged, result, raw)
 
         if not generate:
             yield finish(CitationResult("", (), (), refused=False))
@@ -336,12 +318,7 @@ class RagChain:
         started = time.perf_counter()
         result = self._cite(raw, prompt, templates.refusal)
         timer.add("cite", started)
-        yield finish(
-            result,
-            raw=raw,
-            prompt_tokens=self._prompt_tokens(prompt),
-            output_tokens=generator.count_tokens(raw),
-        )
+        yield finish(result, prompt, raw)
 
     def answer_batch(
         self,
@@ -384,42 +361,44 @@ class RagChain:
             self._generate_all(generator, prompts, max_new_tokens or self.settings.max_new_tokens)
         )
         per_prompt = (time.perf_counter() - started) / max(1, len(prompts))
-        info = dict(generator.info)
         answers: list[Answer] = []
         for item in staged:
-            templates = PromptTemplates.load(item.language)
-            timings = dict(item.timings)
+            refusal = PromptTemplates.load(item.language).refusal
             raw = ""
-            prompt_tokens = output_tokens = 0
             if item.prompt is None:
-                result = CitationResult(templates.refusal, (), (), refused=True)
+                result = CitationResult(refusal, (), (), refused=True)
             else:
                 raw = next(outputs)
-                timings["generate"] = round(per_prompt, 4)
+                item.timings["generate"] = round(per_prompt, 4)
                 started = time.perf_counter()
-                result = self._cite(raw, item.prompt, templates.refusal)
-                timings["cite"] = round(time.perf_counter() - started, 4)
-                prompt_tokens = self._prompt_tokens(item.prompt)
-                output_tokens = generator.count_tokens(raw)
-            timings["total"] = round(sum(timings.values()), 4)
-            answers.append(
-                Answer(
-                    question=item.question,
-                    answer=result.text,
-                    refused=result.refused,
-                    supported=result.supported,
-                    citations=result.citations,
-                    retrieved=item.retrieved,
-                    timings=timings,
-                    generator=dict(info),
-                    invalid_markers=result.invalid_markers,
-                    language=item.language,
-                    prompt_tokens=prompt_tokens,
-                    output_tokens=output_tokens,
-                    raw=raw,
-                )
-            )
+                result = self._cite(raw, item.prompt, refusal)
+                item.timings["cite"] = round(time.perf_counter() - started, 4)
+            item.timings["total"] = round(sum(item.timings.values()), 4)
+            answers.append(self._make_answer(item, result, raw))
         return answers
+
+    def _make_answer(self, staged: _Staged, result: CitationResult, raw: str) -> Answer:
+        """The Answer of a question; token counts only where the generator was asked."""
+        generator = self.generator
+        prompt_tokens = output_tokens = 0
+        if generator is not None and staged.prompt is not None:
+            prompt_tokens = self._prompt_tokens(staged.prompt)
+            output_tokens = generator.count_tokens(raw)
+        return Answer(
+            question=staged.question,
+            answer=result.text,
+            refused=result.refused,
+            supported=result.supported,
+            citations=result.citations,
+            retrieved=staged.retrieved,
+            timings=dict(staged.timings),
+            generator=dict(generator.info) if generator is not None else {},
+            invalid_markers=result.invalid_markers,
+            language=staged.language,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            raw=raw,
+        )
 
     def _stage(
         self,
