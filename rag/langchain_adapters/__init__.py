@@ -741,9 +741,9 @@ class KnowledgeBaseRetriever(BaseRetriever):
     chunks written by :class:`KnowledgeBaseVectorStore`.
 
     Args:
-        retriever: a :class:`rag.retrieve.Retriever`, e.g. from ``build_retriever``.
+        retriever: a :class:`rag.retrieve.protocol.Retriever`, e.g. from ``build_retriever``.
         k: how many chunks to return.
-        filters: which documents to search (:class:`rag.retrieve.RetrievalFilter`).
+        filters: which documents to search (:class:`rag.retrieve.protocol.RetrievalFilter`).
 
     ``invoke(query, k=..., filters=...)`` overrides ``k`` and ``filters`` for one call.
     What counts as retrieved is the wrapped retriever's rule (its score floor), so a
