@@ -55,6 +55,7 @@ from rag.config import Settings  # noqa: E402
 from rag.device import resolve_device  # noqa: E402
 from rag.generate.factory import build_generator  # noqa: E402
 from rag.generate.protocol import Generator  # noqa: E402
+from rag.platform import Platform  # noqa: E402
 from rag.records import Answer, ChatMessage  # noqa: E402
 from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     random.Random(args.seed).shuffle(questions)
     questions = questions[: args.questions]
     generator = build_generator(settings)
-    chain = RagChain.for_knowledge_base(settings, None, "bench", generator=generator)
+    chain = Platform(settings).chain("bench", generator=generator)
     rag_ask(chain, questions[0])  # loads the embedder, the indexes and the generator
     closed_book(generator, questions[0], args.max_new_tokens)
 

@@ -63,10 +63,10 @@ import numpy as np  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 from bench.results import save_results  # noqa: E402
 from ingest.pipeline import IngestPipeline  # noqa: E402
-from rag.chain import RagChain  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.generate.factory import build_generator  # noqa: E402
 from rag.generate.protocol import Generator  # noqa: E402
+from rag.platform import Platform  # noqa: E402
 from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 from rag.store.reader import KnowledgeBaseReader  # noqa: E402
@@ -212,7 +212,7 @@ def run_load(
     kbs = KnowledgeBases(settings, catalog)
     IngestPipeline(settings, kbs).run([str(work / "seed")], kb=kb)
     chunks_before = _chunk_count(kbs, kb)
-    chain = RagChain.for_knowledge_base(settings, kbs, kb, generator=generator)
+    chain = Platform(settings, catalog=catalog).chain(kb, generator=generator)
     chain.answer(seeded[0].text, generate=generator is not None)  # load models first
 
     rng = random.Random(seed)

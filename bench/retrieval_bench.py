@@ -75,13 +75,8 @@ from numpy.typing import NDArray  # noqa: E402
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
 from rag.embed.sentence_transformer import SentenceTransformerEmbedder  # noqa: E402
 from rag.records import ChunkDraft, DocumentToIndex  # noqa: E402
-from rag.retrieve import (  # noqa: E402
-    Bm25Retriever,
-    DenseRetriever,
-    HybridRetriever,
-    RetrievalFilter,
-    Retriever,
-)
+from rag.retrieve.protocol import RetrievalFilter, Retriever  # noqa: E402
+from rag.retrieve.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever  # noqa: E402
 from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 from rag.store.reader import KnowledgeBaseReader  # noqa: E402

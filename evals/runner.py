@@ -55,6 +55,7 @@ from rag.generate.embedded import EmbeddedGenerator
 from rag.generate.factory import build_generator
 from rag.generate.huggingface import HuggingFaceGenerator
 from rag.generate.protocol import Generator
+from rag.platform import Platform
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.schema import EvalRunRow, utcnow
 
@@ -390,9 +391,8 @@ class EvalRunner:
             # The fine-tuned copies report the hf backend; they get the same number of
             # sources as the embedded model they came from, for a fair comparison.
             settings = settings.model_copy(update={"max_sources": EMBEDDED_MAX_SOURCES})
-        return RagChain.for_knowledge_base(
-            settings, self.kbs, kb_name, generator=generator, with_generator=False
-        )
+        platform = Platform(self.settings, catalog=self.kbs.catalog)
+        return platform.chain(kb_name, generator=generator, settings=settings)
 
     def _fine_tune(
         self, method: str, dataset: EvalDataset, split: Split, config: RunConfig

@@ -27,7 +27,7 @@ from rag.chain import RagChain
 from rag.cite import is_refusal
 from rag.generate.protocol import BatchGenerator, Generator
 from rag.prompt import PromptTemplates
-from rag.records import ChatMessage, RetrievedChunk
+from rag.records import Answer, ChatMessage, RetrievedChunk
 
 PROMPT_STRATEGIES = ("closed-book", "few-shot", "cot")
 FINETUNE_STRATEGIES = ("lora", "full-ft", "lora+rag", "full-ft+rag")
@@ -204,13 +204,17 @@ class PromptStrategy:
 
 
 class RagStrategy:
-    """The product's chain: the same stages as ``RagChain.stream``, batched at generation.
+    """The product's chain itself: :meth:`RagChain.answer_batch`, batched at generation.
 
     Args:
         name: ``rag``, ``lora+rag``, ...
         chain: a chain over the evaluation knowledge base, with its generator.
         k: sources to retrieve (None: the settings' top_k).
         mode: ``dense``, ``bm25`` or ``hybrid`` (None: the settings' mode).
+        max_new_tokens: the answer budget (the prompt is packed as the product packs it).
+
+    Raises:
+        ValueError: the chain has no generator.
     """
 
     def __init__(
@@ -236,64 +240,41 @@ class RagStrategy:
         _warm_chain(self.chain, self.mode)
 
     def answer(self, batch: Sequence[QAExample]) -> list[Prediction]:
-        from rag.prompt import detect_language
-
-        staged: list[tuple[QAExample, list[RetrievedChunk], Any, float, float]] = []
-        for example in batch:
-            started = time.perf_counter()
-            retrieved = self.chain.retrieve(example.question, k=self.k, mode=self.mode)  # type: ignore[arg-type]
-            retrieve_s = time.perf_counter() - started
-            started = time.perf_counter()
-            prompt = self.chain.build_prompt(example.question, retrieved) if retrieved else None
-            staged.append((example, retrieved, prompt, retrieve_s, time.perf_counter() - started))
-        to_generate = [s[2].messages for s in staged if s[2] is not None]
-        started = time.perf_counter()
-        outputs = iter(
-            _generate_batch(self.generator, to_generate, self.max_new_tokens, ("\nQuestion:",))
+        """One prediction per question, through :meth:`RagChain.answer_batch`."""
+        answers = self.chain.answer_batch(
+            [e.question for e in batch],
+            k=self.k,
+            mode=self.mode,  # type: ignore[arg-type]
+            max_new_tokens=self.max_new_tokens,
         )
-        generate_s = (time.perf_counter() - started) / max(1, len(to_generate))
-        predictions = []
-        for example, retrieved, prompt, retrieve_s, prompt_s in staged:
-            refusal = PromptTemplates.load(detect_language(example.question)).refusal
-            timings = {"retrieve": retrieve_s, "prompt": prompt_s}
-            trace = tuple(_chunk_dict(c) for c in retrieved)
-            if prompt is None:
-                timings["total"] = retrieve_s + prompt_s
-                predictions.append(
-                    Prediction(example.qid, refusal, True, (), trace, timings, 0, 0, refusal)
-                )
-                continue
-            raw = next(outputs)
-            started = time.perf_counter()
-            cited = self.chain.citer.cite(raw, prompt.sources, refusal=refusal)
-            timings["generate"] = generate_s
-            timings["cite"] = time.perf_counter() - started
-            timings["total"] = sum(timings.values())
-            predictions.append(
-                Prediction(
-                    qid=example.qid,
-                    answer=cited.text,
-                    refused=cited.refused,
-                    citations=tuple(
-                        {
-                            "chunk_id": c.chunk_id,
-                            "source": c.source,
-                            "text": c.text,
-                            "chunk_text": next(
-                                (r.text for r in retrieved if r.chunk_id == c.chunk_id), c.text
-                            ),
-                            "score": c.score,
-                        }
-                        for c in cited.citations
-                    ),
-                    retrieved=trace,
-                    timings=timings,
-                    prompt_tokens=_prompt_tokens(self.generator, prompt.messages),
-                    output_tokens=self.generator.count_tokens(raw),
-                    raw=raw,
-                )
-            )
-        return predictions
+        return [_rag_prediction(e.qid, a) for e, a in zip(batch, answers, strict=True)]
+
+
+def _rag_prediction(qid: str, answer: Answer) -> Prediction:
+    """A chain's Answer in the shape the run's metrics and reports read."""
+    texts = {c.chunk_id: c.text for c in answer.retrieved}
+    return Prediction(
+        qid=qid,
+        answer=answer.answer,
+        refused=answer.refused,
+        citations=tuple(
+            {
+                "chunk_id": c.chunk_id,
+                "source": c.source,
+                "text": c.text,
+                "chunk_text": texts.get(c.chunk_id, c.text),
+                "score": c.score,
+            }
+            for c in answer.citations
+        ),
+        retrieved=tuple(_chunk_dict(c) for c in answer.retrieved),
+        timings=dict(answer.timings),
+        prompt_tokens=answer.prompt_tokens,
+        output_tokens=answer.output_tokens,
+        # Nothing retrieved: the refusal was written without the generator; the run
+        # records it as the raw text, as it always has.
+        raw=answer.raw if answer.retrieved else answer.answer,
+    )
 
 
 class RetrievalStrategy:

@@ -1,8 +1,13 @@
 """The RAG chain: condense → retrieve → prompt → generate → cite, as one Answer.
 
+The language of a question is detected once and decides every template the question
+meets (condense, prompt, refusal). :meth:`RagChain.stream` answers one question as the
+product shows it; :meth:`RagChain.answer_batch` runs the very same stages for many
+questions with one batched generation (evaluations use it).
+
 Example::
 
-    chain = RagChain.for_knowledge_base(settings, kbs, "handbook")
+    chain = Platform(settings).chain("handbook")
     answer = chain.answer("How do I rotate the signing key?")
     for piece in chain.stream("和部署有关吗？"):   # text pieces, then the final Answer
         ...
@@ -17,15 +22,12 @@ from dataclasses import dataclass, field
 
 from rag.cite import CitationResult, Citer
 from rag.config import RetrievalMode, Settings
-from rag.embed.factory import build_embedder
 from rag.embed.protocol import Embedder
-from rag.generate.factory import build_generator
-from rag.generate.protocol import Generator
+from rag.generate.protocol import BatchGenerator, Generator
 from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates, detect_language
 from rag.records import Answer, ChatMessage, RetrievedChunk
-from rag.retrieve import RetrievalFilter, Retriever, build_retriever
-from rag.store.catalog import Catalog
-from rag.store.knowledge_bases import KnowledgeBases
+from rag.retrieve.factory import build_retriever
+from rag.retrieve.protocol import RetrievalFilter, Retriever
 from rag.store.reader import KnowledgeBaseReader
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,17 @@ class _Timer:
 
     def add(self, stage: str, started: float) -> None:
         self.timings[stage] = round(self.timings.get(stage, 0.0) + time.perf_counter() - started, 4)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """One question after retrieval and prompting (``prompt`` None: nothing retrieved)."""
+
+    question: str
+    language: str
+    retrieved: tuple[RetrievedChunk, ...]
+    prompt: BuiltPrompt | None
+    timings: dict[str, float]
 
 
 class RagChain:
@@ -78,24 +91,6 @@ class RagChain:
         self._retriever_factory = retriever_factory or self._default_retriever
         self.citer = Citer()
 
-    @classmethod
-    def for_knowledge_base(
-        cls,
-        settings: Settings,
-        kbs: KnowledgeBases | None,
-        name: str,
-        *,
-        generator: Generator | None = None,
-        with_generator: bool = True,
-    ) -> RagChain:
-        """Wire a chain for ``name``: its reader, its embedding model, the configured generator."""
-        kbs = kbs or KnowledgeBases(settings, Catalog(settings.catalog_url))
-        reader = KnowledgeBaseReader(kbs, name)
-        embedder = build_embedder(reader.info.embedding_model, device=settings.device)
-        if generator is None and with_generator:
-            generator = build_generator(settings)
-        return cls(reader=reader, embedder=embedder, generator=generator, settings=settings)
-
     def _default_retriever(self, mode: RetrievalMode) -> Retriever:
         return build_retriever(
             mode,
@@ -116,18 +111,27 @@ class RagChain:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def condense(self, question: str, history: Sequence[ChatMessage]) -> str:
+    def condense(
+        self, question: str, history: Sequence[ChatMessage], *, language: str | None = None
+    ) -> str:
         """Rewrite a follow-up question to stand alone, using the chat history.
 
         Without history (or generator) the question is returned as is. A rewrite that
         comes back empty or rambling is replaced by the previous question plus this one,
         which still carries the topic into retrieval.
+
+        Args:
+            question: the follow-up question.
+            history: the chat so far, oldest first.
+            language: the question's language when the caller detected it already.
         """
         if not history or self.generator is None:
             return question
-        builder = PromptBuilder(PromptTemplates.load(detect_language(question)))
+        templates = PromptTemplates.load(language or detect_language(question))
         rewritten = self.generator.generate(
-            builder.condense_messages(question, history), max_new_tokens=64, stop=("\n",)
+            PromptBuilder(templates).condense_messages(question, history),
+            max_new_tokens=64,
+            stop=("\n",),
         ).strip()
         previous = [m.content for m in history if m.role == "user"]
         if not rewritten or len(rewritten) > 4 * len(question) + 80:
@@ -145,21 +149,40 @@ class RagChain:
         """The ranked chunks for a query (nothing when nothing clears the score floor)."""
         return self.retriever(mode).retrieve(query, k=k or self.settings.top_k, filters=filters)
 
-    def build_prompt(self, question: str, chunks: Sequence[RetrievedChunk]) -> BuiltPrompt:
-        """Pack the chunks into the generator's window for this question."""
-        if self.generator is None:
-            raise ValueError("this chain has no generator; build it with with_generator=True")
-        templates = PromptTemplates.load(detect_language(question))
-        budget = self.generator.context_window - self.settings.max_new_tokens - _WINDOW_MARGIN
+    def build_prompt(
+        self,
+        question: str,
+        chunks: Sequence[RetrievedChunk],
+        *,
+        language: str | None = None,
+    ) -> BuiltPrompt:
+        """Pack the chunks into the generator's window for this question.
+
+        Args:
+            question: the question as asked.
+            chunks: the retrieved chunks, best first.
+            language: the question's language when the caller detected it already.
+
+        Raises:
+            ValueError: the chain has no generator.
+        """
+        generator = self._require_generator()
+        templates = PromptTemplates.load(language or detect_language(question))
+        budget = generator.context_window - self.settings.max_new_tokens - _WINDOW_MARGIN
         limit = self.settings.max_sources
         if limit is None and self._small_generator():
             limit = SMALL_MODEL_MAX_SOURCES
         return PromptBuilder(templates).build(
             question,
             chunks[:limit] if limit is not None else chunks,
-            count_tokens=self.generator.count_tokens,
+            count_tokens=generator.count_tokens,
             budget_tokens=max(budget, 64),
         )
+
+    def _require_generator(self) -> Generator:
+        if self.generator is None:
+            raise ValueError("this chain has no generator; pass generate=False")
+        return self.generator
 
     def _small_generator(self) -> bool:
         """Whether the generator is a small local model (it gets fewer sources)."""
@@ -167,6 +190,17 @@ class RagChain:
             return False
         parameters = self.generator.parameter_count
         return parameters is not None and parameters < SMALL_MODEL_PARAMETERS
+
+    def _cite(self, raw: str, prompt: BuiltPrompt, refusal: str) -> CitationResult:
+        result = self.citer.cite(raw, prompt.sources, refusal=refusal)
+        if result.invalid_markers:
+            logger.info("dropped citation markers with no source: %s", result.invalid_markers)
+        return result
+
+    def _prompt_tokens(self, prompt: BuiltPrompt) -> int:
+        """Tokens of the prompt's messages by the generator's own count."""
+        generator = self._require_generator()
+        return sum(generator.count_tokens(m.content) for m in prompt.messages)
 
     # -- the whole chain --------------------------------------------------------------------
 
@@ -209,30 +243,21 @@ class RagChain:
         started_total = time.perf_counter()
         language = detect_language(question)
         templates = PromptTemplates.load(language)
-        generator_info = self.generator.info if self.generator is not None else {}
 
         started = time.perf_counter()
-        query = self.condense(question, history) if generate else question
+        query = self.condense(question, history, language=language) if generate else question
         timer.add("condense", started)
 
         started = time.perf_counter()
         retrieved = self.retrieve(query, k=k, mode=mode, filters=filters)
         timer.add("retrieve", started)
 
-        def finish(result: CitationResult) -> Answer:
+        def finish(
+            result: CitationResult, prompt: BuiltPrompt | None = None, raw: str = ""
+        ) -> Answer:
             timer.timings["total"] = round(time.perf_counter() - started_total, 4)
-            return Answer(
-                question=question,
-                answer=result.text,
-                refused=result.refused,
-                supported=result.supported,
-                citations=result.citations,
-                retrieved=tuple(retrieved),
-                timings=dict(timer.timings),
-                generator=dict(generator_info),
-                invalid_markers=result.invalid_markers,
-                language=language,
-            )
+            staged = _Staged(question, language, tuple(retrieved), prompt, dict(timer.timings))
+            return self._make_answer(staged, result, raw)
 
         if not generate:
             yield finish(CitationResult("", (), (), refused=False))
@@ -243,17 +268,16 @@ class RagChain:
             yield templates.refusal
             yield finish(CitationResult(templates.refusal, (), (), refused=True))
             return
-        if self.generator is None:
-            raise ValueError("this chain has no generator; pass generate=False")
+        generator = self._require_generator()
 
         started = time.perf_counter()
-        prompt = self.build_prompt(question, retrieved)
+        prompt = self.build_prompt(question, retrieved, language=language)
         timer.add("prompt", started)
 
         started = time.perf_counter()
         first_token: float | None = None
         pieces: list[str] = []
-        for piece in self.generator.stream(
+        for piece in generator.stream(
             prompt.messages, max_new_tokens=self.settings.max_new_tokens, stop=_STOP
         ):
             if first_token is None:
@@ -263,9 +287,126 @@ class RagChain:
             yield piece
         timer.add("generate", started)
 
+        raw = "".join(pieces)
         started = time.perf_counter()
-        result = self.citer.cite("".join(pieces), prompt.sources, refusal=templates.refusal)
+        result = self._cite(raw, prompt, templates.refusal)
         timer.add("cite", started)
-        if result.invalid_markers:
-            logger.info("dropped citation markers with no source: %s", result.invalid_markers)
-        yield finish(result)
+        yield finish(result, prompt, raw)
+
+    def answer_batch(
+        self,
+        questions: Sequence[str],
+        *,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        filters: RetrievalFilter | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[Answer]:
+        """Answer many questions with the stages of :meth:`stream`, generating in one batch.
+
+        Each question is retrieved and prompted exactly as :meth:`stream` does it (no
+        history, so no condensing), with the same templates, packing, stop sequences,
+        citation check and refusal when nothing is retrieved. The prompts that have
+        sources go to the generator's ``generate_batch`` in one call when it has one,
+        else to ``generate`` one at a time.
+
+        Args:
+            questions: the questions, each answered on its own.
+            k: chunks to retrieve per question; the settings' ``top_k`` by default.
+            mode: the retrieval mode; the settings' by default.
+            filters: restrict retrieval to some documents.
+            max_new_tokens: the answer budget; the settings' ``max_new_tokens`` by
+                default (the prompt is packed for the settings' budget either way).
+
+        Returns:
+            One Answer per question, in order. Timings are seconds per stage
+            (``retrieve``, ``prompt``, ``generate`` = the batch's time divided by its
+            size, ``cite``) and ``total``, their sum.
+
+        Raises:
+            ValueError: a question is empty or the chain has no generator.
+        """
+        generator = self._require_generator()
+        staged = [self._stage(question, k=k, mode=mode, filters=filters) for question in questions]
+        prompts = [s.prompt.messages for s in staged if s.prompt is not None]
+        started = time.perf_counter()
+        outputs = iter(
+            self._generate_all(generator, prompts, max_new_tokens or self.settings.max_new_tokens)
+        )
+        per_prompt = (time.perf_counter() - started) / max(1, len(prompts))
+        answers: list[Answer] = []
+        for item in staged:
+            refusal = PromptTemplates.load(item.language).refusal
+            raw = ""
+            if item.prompt is None:
+                result = CitationResult(refusal, (), (), refused=True)
+            else:
+                raw = next(outputs)
+                item.timings["generate"] = round(per_prompt, 4)
+                started = time.perf_counter()
+                result = self._cite(raw, item.prompt, refusal)
+                item.timings["cite"] = round(time.perf_counter() - started, 4)
+            item.timings["total"] = round(sum(item.timings.values()), 4)
+            answers.append(self._make_answer(item, result, raw))
+        return answers
+
+    def _make_answer(self, staged: _Staged, result: CitationResult, raw: str) -> Answer:
+        """The Answer of a question; token counts only where the generator was asked."""
+        generator = self.generator
+        prompt_tokens = output_tokens = 0
+        if generator is not None and staged.prompt is not None:
+            prompt_tokens = self._prompt_tokens(staged.prompt)
+            output_tokens = generator.count_tokens(raw)
+        return Answer(
+            question=staged.question,
+            answer=result.text,
+            refused=result.refused,
+            supported=result.supported,
+            citations=result.citations,
+            retrieved=staged.retrieved,
+            timings=dict(staged.timings),
+            generator=dict(generator.info) if generator is not None else {},
+            invalid_markers=result.invalid_markers,
+            language=staged.language,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            raw=raw,
+        )
+
+    def _stage(
+        self,
+        question: str,
+        *,
+        k: int | None,
+        mode: RetrievalMode | None,
+        filters: RetrievalFilter | None,
+    ) -> _Staged:
+        """Retrieve and prompt one question of a batch, timing both stages."""
+        question = question.strip()
+        if not question:
+            raise ValueError("question must not be empty")
+        language = detect_language(question)
+        timer = _Timer()
+        started = time.perf_counter()
+        retrieved = self.retrieve(question, k=k, mode=mode, filters=filters)
+        timer.add("retrieve", started)
+        started = time.perf_counter()
+        prompt = self.build_prompt(question, retrieved, language=language) if retrieved else None
+        timer.add("prompt", started)
+        return _Staged(question, language, tuple(retrieved), prompt, timer.timings)
+
+    @staticmethod
+    def _generate_all(
+        generator: Generator, prompts: Sequence[Sequence[ChatMessage]], max_new_tokens: int
+    ) -> list[str]:
+        """One call to ``generate_batch`` when the generator has it, else one each."""
+        if not prompts:
+            return []
+        if isinstance(generator, BatchGenerator):
+            outputs = generator.generate_batch(prompts, max_new_tokens=max_new_tokens, stop=_STOP)
+            if len(outputs) != len(prompts):
+                raise ValueError(
+                    f"generate_batch returned {len(outputs)} answers for {len(prompts)} prompts"
+                )
+            return outputs
+        return [generator.generate(p, max_new_tokens=max_new_tokens, stop=_STOP) for p in prompts]

@@ -172,6 +172,9 @@ class Answer:
     so and no answer is invented); ``supported`` is False when the answer carries no
     valid citation. ``invalid_markers`` lists ``[n]`` markers that pointed at no source,
     or at a source sharing almost no words with the sentence (dropped from the citations).
+    ``prompt_tokens`` and ``output_tokens`` are the generator's counts of the prompt's
+    messages and of ``raw``, the generator's text before the citation check (all three
+    stay 0 / empty when nothing was generated).
     """
 
     question: str
@@ -184,6 +187,9 @@ class Answer:
     generator: dict[str, str]
     invalid_markers: tuple[int, ...] = ()
     language: str = "en"
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    raw: str = ""
 
 
 @dataclass(frozen=True)

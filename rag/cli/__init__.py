@@ -461,8 +461,8 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer a question from a knowledge base, with numbered, checked citations."""
-    from rag.chain import RagChain
-    from rag.retrieve import RetrievalFilter
+    from rag.platform import CONFIGURED, Platform
+    from rag.retrieve.protocol import RetrievalFilter
 
     state = _state(ctx)
     _single_query_threads()
@@ -473,7 +473,8 @@ def ask(
         filters = RetrievalFilter(sources=sources, path_glob=path_glob)
 
     def run() -> Answer:
-        chain = RagChain.for_knowledge_base(settings, state.kbs, kb, with_generator=not no_generate)
+        platform = Platform(settings, catalog=state.kbs.catalog)
+        chain = platform.chain(kb, generator=None if no_generate else CONFIGURED)
         if no_generate or as_json:
             return chain.answer(
                 question, k=k, mode=retrieval, filters=filters, generate=not no_generate
@@ -503,12 +504,12 @@ def chat(
 
     Type /clear to forget the history, /exit (or Ctrl-D) to leave.
     """
-    from rag.chain import RagChain
+    from rag.platform import Platform
 
     state = _state(ctx)
     _single_query_threads()
     settings = _answer_settings(state.settings, generator, model, base_url)
-    chain = _guard(lambda: RagChain.for_knowledge_base(settings, state.kbs, kb))
+    chain = _guard(lambda: Platform(settings, catalog=state.kbs.catalog).chain(kb))
     history: list[ChatMessage] = []
     out.print(f"chatting with [bold]{kb}[/]; /clear forgets the history, /exit leaves")
     while True:

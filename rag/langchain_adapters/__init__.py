@@ -73,7 +73,7 @@ from rag.records import (
     RetrievedChunk,
     StoredChunk,
 )
-from rag.retrieve import RetrievalFilter, Retriever
+from rag.retrieve.protocol import RetrievalFilter, Retriever
 from rag.store.knowledge_bases import KnowledgeBases, validate_kb_name
 from rag.store.reader import KnowledgeBaseReader
 from rag.store.schema import ChunkRow
@@ -741,9 +741,9 @@ class KnowledgeBaseRetriever(BaseRetriever):
     chunks written by :class:`KnowledgeBaseVectorStore`.
 
     Args:
-        retriever: a :class:`rag.retrieve.Retriever`, e.g. from ``build_retriever``.
+        retriever: a :class:`rag.retrieve.protocol.Retriever`, e.g. from ``build_retriever``.
         k: how many chunks to return.
-        filters: which documents to search (:class:`rag.retrieve.RetrievalFilter`).
+        filters: which documents to search (:class:`rag.retrieve.protocol.RetrievalFilter`).
 
     ``invoke(query, k=..., filters=...)`` overrides ``k`` and ``filters`` for one call.
     What counts as retrieved is the wrapped retriever's rule (its score floor), so a
@@ -945,7 +945,7 @@ class RagChainRunnable(Runnable[RagChainInput, RagChainOutput]):
 
     Example::
 
-        runnable = RagChainRunnable(RagChain.for_knowledge_base(settings, kbs, "handbook"))
+        runnable = RagChainRunnable(Platform(settings).chain("handbook"))
         answer = runnable.invoke({"question": "And on GPU?", "history": history})
         text = (runnable | (lambda a: a["answer"])).invoke("How are vectors stored?")
         for item in runnable.stream("How are vectors stored?"):

@@ -16,7 +16,7 @@ from ingest.ray_engine import RayEngine
 from rag.cli import EXIT_ENVIRONMENT, EXIT_OK, app
 from rag.config import Settings
 from rag.embed.factory import build_embedder
-from rag.retrieve import DenseRetriever
+from rag.retrieve.retrievers import DenseRetriever
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.reader import KnowledgeBaseReader
 from rag.store.schema import ChunkRow, DocumentRow, KnowledgeBaseRow

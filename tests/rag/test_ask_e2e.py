@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestPipeline
-from rag.chain import RagChain
 from rag.config import Settings
+from rag.platform import Platform
 from rag.store.catalog import Catalog
 from rag.store.knowledge_bases import KnowledgeBases
 
@@ -56,7 +56,7 @@ def test_answers_cite_the_right_document_and_unanswerable_questions_are_refused(
     squad_kb: tuple[Settings, list[tuple[str, str, str]]],
 ) -> None:
     settings, questions = squad_kb
-    chain = RagChain.for_knowledge_base(settings, None, "squad")
+    chain = Platform(settings).chain("squad")
     cited_right = 0
     for gold_source, question, _ in questions:
         answer = chain.answer(question)

@@ -9,7 +9,7 @@ import pytest
 from rag.chain import RagChain
 from rag.config import Settings
 from rag.records import Answer, ChatMessage, RetrievedChunk
-from rag.retrieve import RetrievalFilter
+from rag.retrieve.protocol import RetrievalFilter
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.reader import KnowledgeBaseReader
 from tests.fakes import HashEmbedder, ScriptedGenerator
@@ -135,3 +135,88 @@ def test_retrieval_only_and_bad_input(settings: Settings, kbs: KnowledgeBases) -
         chain.answer("   ")
     with pytest.raises(ValueError, match="mode"):
         chain.retriever("sparse")  # type: ignore[arg-type]
+
+
+class SizedGenerator(ScriptedGenerator):
+    """A scripted local model with a known number of weights."""
+
+    def __init__(self, parameters: int) -> None:
+        super().__init__("unused")
+        self._parameters = parameters
+
+    @property
+    def parameter_count(self) -> int:
+        return self._parameters
+
+
+@pytest.mark.parametrize(("parameters", "sources"), [(135_000_000, 3), (7_000_000_000, 5)])
+def test_small_local_models_get_three_sources(
+    settings: Settings, kbs: KnowledgeBases, parameters: int, sources: int
+) -> None:
+    five = [
+        RetrievedChunk(20 + i, f"/d/{i}.md", f"Fact number {i}.", None, None, 0, 14, 0.9, i + 1)
+        for i in range(5)
+    ]
+    chain, _ = make_chain(settings, kbs, SizedGenerator(parameters), chunks=five)
+    assert len(chain.build_prompt("Which facts?", five).sources) == sources
+
+
+def test_language_is_detected_once_per_question(
+    settings: Settings, kbs: KnowledgeBases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.chain
+
+    seen: list[str] = []
+
+    def counting(text: str) -> str:
+        seen.append(text)
+        return "en"
+
+    monkeypatch.setattr(rag.chain, "detect_language", counting)
+    generator = ScriptedGenerator("How long are backups kept?", "35 days [2].")
+    chain, _ = make_chain(settings, kbs, generator)
+    history = [ChatMessage("user", "Tell me about backups."), ChatMessage("assistant", "Nightly.")]
+    chain.answer("And how long are they kept?", history=history)
+    assert seen == ["And how long are they kept?"]
+    seen.clear()
+    chain.answer_batch(["How long are backups kept?", "How often is the key rotated?"])
+    assert seen == ["How long are backups kept?", "How often is the key rotated?"]
+
+
+def test_answer_batch_refuses_without_sources_and_checks_input(
+    settings: Settings, kbs: KnowledgeBases
+) -> None:
+    generator = ScriptedGenerator("The key is rotated every 90 days [1].")
+    chain, _ = make_chain(settings, kbs, generator)
+    (answered,) = chain.answer_batch(["How often is the signing key rotated?"], k=1)
+    assert [c.chunk_id for c in answered.retrieved] == [11]
+    assert answered.raw == "The key is rotated every 90 days [1]." and answered.output_tokens == 8
+    assert set(answered.timings) == {"retrieve", "prompt", "generate", "cite", "total"}
+    assert answered.timings["total"] == pytest.approx(
+        sum(v for key, v in answered.timings.items() if key != "total"), abs=1e-3
+    )
+    assert chain.answer_batch([]) == []
+    with pytest.raises(ValueError, match="empty"):
+        chain.answer_batch(["fine", "  "])
+
+    retrieval_only = RagChain(
+        reader=chain.reader,
+        embedder=chain.embedder,
+        generator=None,
+        settings=settings,
+        retriever_factory=lambda mode: FixedRetriever([]),
+    )
+    with pytest.raises(ValueError, match="generator"):
+        retrieval_only.answer_batch(["anything"])
+    refusing = RagChain(
+        reader=chain.reader,
+        embedder=chain.embedder,
+        generator=generator,
+        settings=settings,
+        retriever_factory=lambda mode: FixedRetriever([]),
+    )
+    before = len(generator.seen)
+    [refused] = refusing.answer_batch(["火星的首都是哪里？"])
+    assert refused.refused and refused.language == "zh" and refused.raw == ""
+    assert len(generator.seen) == before
+    assert set(refused.timings) == {"retrieve", "prompt", "total"}

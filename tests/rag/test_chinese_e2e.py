@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestPipeline
-from rag.chain import RagChain
 from rag.config import Settings
 from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import GeneratorUnavailableError
 from rag.generate.models import QWEN_05B, install_model, installed_model_path
+from rag.platform import Platform
 from rag.store.catalog import Catalog
 from rag.store.knowledge_bases import KnowledgeBases
 
@@ -87,7 +87,7 @@ def test_mixed_base_retrieves_across_languages(
     mixed_base: tuple[Settings, dict[int, str]],
 ) -> None:
     settings, sources = mixed_base
-    chain = RagChain.for_knowledge_base(settings, None, "mixed", with_generator=False)
+    chain = Platform(settings).chain("mixed", generator=None)
     for mode in ("dense", "hybrid"):
         for article, question, _ in QUESTIONS:
             top = chain.retrieve(question, k=3, mode=mode)  # type: ignore[arg-type]
@@ -109,11 +109,9 @@ def test_qwen_answers_chinese_questions_citing_the_right_document(
     link = settings.home / "models" / qwen.name
     if not link.exists():
         link.symlink_to(qwen)
-    chain = RagChain.for_knowledge_base(
-        settings.model_copy(update={"generator": "hf", "generator_model": "qwen-0.5b"}),
-        None,
-        "mixed",
-    )
+    chain = Platform(
+        settings.model_copy(update={"generator": "hf", "generator_model": "qwen-0.5b"})
+    ).chain("mixed")
     right = 0
     for article, question, phrase in QUESTIONS:
         answer = chain.answer(question)

@@ -20,17 +20,11 @@ import pytest
 from rag.config import RetrievalMode, Settings
 from rag.errors import ConfigError, RetrievalError
 from rag.records import ChunkDraft, DocumentToIndex, RetrievedChunk
-from rag.retrieve import (
-    KEYWORD_MAX_CHUNKS,
-    Bm25Retriever,
-    CrossEncoderReranker,
-    DenseRetriever,
-    HybridRetriever,
-    RetrievalFilter,
-    Retriever,
-    build_retriever,
-    query_codes,
-)
+from rag.retrieve.factory import build_retriever
+from rag.retrieve.protocol import RetrievalFilter, Retriever
+from rag.retrieve.rankers import KEYWORD_MAX_CHUNKS, query_codes
+from rag.retrieve.rerank import CrossEncoderReranker
+from rag.retrieve.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever
 from rag.store.catalog import Catalog
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.reader import KnowledgeBaseReader
