@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.errors import IngestError
-from ingest.load import DocumentLoader
+from ingest.load.loader import DocumentLoader
 
 logger = logging.getLogger(__name__)
 

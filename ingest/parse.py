@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ingest.chunk import Chunker
 from ingest.errors import ParseError
-from ingest.load import DocumentLoader
+from ingest.load.loader import DocumentLoader
 from rag.records import ChunkDraft
 from rag.text.tokens import bm25_tokens
 

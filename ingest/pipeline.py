@@ -33,7 +33,7 @@ from ingest.chunk import Chunker
 from ingest.discover import discover
 from ingest.errors import IngestError
 from ingest.language import MOSTLY_CJK, sniff_cjk_share
-from ingest.load import DocumentLoader, sha256_file
+from ingest.load.loader import DocumentLoader
 from ingest.parse import (
     FileParser,
     ParsedFile,
@@ -54,6 +54,7 @@ from rag.embed import (
 from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import ConfigError
 from rag.records import DocumentToIndex, FailedDocument
+from rag.store.files import sha256_file
 from rag.store.knowledge_bases import (
     STATUS_INDEXED,
     KnowledgeBaseInfo,
