@@ -12,15 +12,10 @@ Example::
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
-from ingest.errors import IngestError
-from ingest.load.loader import DocumentLoader
-
-logger = logging.getLogger(__name__)
+from ingest.document import ParsedDocument
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
@@ -36,19 +31,13 @@ def cjk_share(text: str) -> float:
 
 
 def sniff_cjk_share(
-    loader: DocumentLoader, files: Sequence[Path], *, max_files: int = 5, max_chars: int = 20_000
+    documents: Sequence[ParsedDocument], *, max_chars: int = 20_000
 ) -> float | None:
-    """The CJK share of the first few files that parse (None when none does).
+    """The CJK share of documents already parsed (a run's first files); None for none.
 
-    Only a prefix of each is counted; files that fail to parse are skipped here (the
-    ingest records their errors).
+    Only a prefix of each is counted. The caller parses the files once and keeps the
+    documents for the ingest, so sniffing costs no second parse.
     """
-    texts: list[str] = []
-    for path in files[:max_files]:
-        try:
-            texts.append(loader.load(path).text[:max_chars])
-        except IngestError as exc:
-            logger.debug("language sniff skipped %s: %s", path, exc)
-    if not texts:
+    if not documents:
         return None
-    return cjk_share("\n".join(texts))
+    return cjk_share("\n".join(document.text[:max_chars] for document in documents))
