@@ -17,6 +17,8 @@ import json
 import threading
 from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 
 from rag.errors import IndexCorruptError, KnowledgeBaseNotFoundError
@@ -173,3 +175,22 @@ class KnowledgeBaseReader:
                     .where(DocumentRow.kb_id == kb_id, DocumentRow.source.in_(list(sources)))
                 )
             )
+
+    def stored_vectors(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        """The indexed vectors of chunks, from the catalog (the indexes' source of truth).
+
+        Args:
+            ids: chunk ids; ids no longer in the catalog are left out.
+
+        Returns:
+            Each found chunk's vector (float32, as it was committed).
+        """
+        if not ids:
+            return {}
+        with self._kbs.catalog.session() as session:
+            rows = session.execute(
+                select(ChunkRow.id, ChunkRow.embedding).where(
+                    ChunkRow.id.in_([int(i) for i in ids])
+                )
+            ).all()
+        return {int(row.id): np.frombuffer(row.embedding, dtype="<f4") for row in rows}

@@ -550,7 +550,7 @@ HANDBOOK = [
 @pytest.mark.slow  # loads all-MiniLM-L6-v2 and the embedded SmolLM2 generator
 def test_real_chain_composes_in_lcel(settings: Settings, kbs: KnowledgeBases) -> None:
     pytest.importorskip("rag.retrieve", reason="rag/retrieve.py is not written yet")
-    from rag.chain import RagChain
+    from rag.platform import Platform
 
     embedder = SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, device="cpu")
     kbs.create("handbook", embedding_model=embedder.model_name, embedding_dim=embedder.dimension)
@@ -570,7 +570,7 @@ def test_real_chain_composes_in_lcel(settings: Settings, kbs: KnowledgeBases) ->
         writer.commit(indexed=documents, failed=[])
     # Short answers keep the three CPU generations quick; the shape is what is tested.
     short = settings.model_copy(update={"max_new_tokens": 24, "device": "cpu"})
-    chain = RagChain.for_knowledge_base(short, kbs, "handbook")
+    chain = Platform(short, catalog=kbs.catalog).chain("handbook")
     runnable = RagChainRunnable(chain, k=2)
 
     result = runnable.invoke("How often is the signing key rotated?")
