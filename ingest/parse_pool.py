@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -21,7 +21,7 @@ from ingest.parse import (
 
 def parse_in_pool(
     parser: FileParser, tasks: Sequence[ParseTask], workers: int
-) -> Iterator[ParsedFile | ParseFailure]:
+) -> Generator[ParsedFile | ParseFailure]:
     """Parse with a process pool, results in task order; survives a crashing worker.
 
     A window of in-flight tasks keeps workers busy while the caller embeds. If a

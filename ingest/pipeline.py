@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -346,23 +346,27 @@ class IngestPipeline:
     ) -> Iterator[ParsedFile | ParseFailure]:
         """Parse tasks in order, in worker processes when configured.
 
-        The leading tasks whose files were already parsed (for the language sniff) are
-        only chunked, here; the rest are parsed as usual, so results keep task order.
+        Files already parsed for the language sniff are only chunked, here; the others
+        are parsed as usual, and the results keep task order either way.
         """
-        reused = 0
-        while reused < len(tasks) and tasks[reused].source in loaded:
-            early = loaded[tasks[reused].source]
-            yield parser.parse_loaded(tasks[reused], early.document, load_seconds=early.seconds)
-            reused += 1
-        rest = tasks[reused:]
+        rest = [task for task in tasks if task.source not in loaded]
         workers = self.settings.parse_workers
         # Starting a worker costs seconds of imports; for a handful of files parsing
         # in-process is faster than waiting for it.
         if workers == 0 or len(tasks) < _MIN_FILES_FOR_WORKERS:
-            for task in rest:
-                yield parser.parse(task)
-            return
-        yield from parse_in_pool(parser, rest, workers)
+            parsed: Generator[ParsedFile | ParseFailure] = (parser.parse(t) for t in rest)
+        else:
+            parsed = parse_in_pool(parser, rest, workers)
+        try:
+            for task in tasks:
+                early = loaded.get(task.source)
+                if early is None:
+                    yield next(parsed)
+                else:
+                    yield parser.parse_loaded(task, early.document, load_seconds=early.seconds)
+        finally:
+            # Shut the worker pool down now, not when the generator is collected.
+            parsed.close()
 
 
 def _load_first(loader: DocumentLoader, files: Sequence[Path]) -> dict[str, _LoadedFile]:
