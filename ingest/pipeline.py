@@ -184,10 +184,11 @@ class IngestPipeline:
         else:
             choice = choose_embedding(wanted, configured=self.settings.embedding_model)
             model, auto = choice.model, choice.auto
+            model_note = None
             # Nobody chose the model (auto): the documents' language may then decide.
             if auto:
                 loaded = _load_first(loader, found.files)
-            model_note = _language_note(loaded) if auto else None
+                model_note = _language_note(loaded)
             if model_note is not None:
                 model, auto = MULTILINGUAL_MODEL, False
             embedder = self.embedder(model)
