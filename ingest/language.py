@@ -13,36 +13,25 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from pathlib import Path
 
-from ingest.errors import IngestError
-from ingest.load import DocumentLoader
+from ingest.document import ParsedDocument
 
 # The share is the platform's one language rule; re-exported for existing importers.
 from rag.text.language import cjk_share as cjk_share
-
-logger = logging.getLogger(__name__)
 
 #: Above this share the documents are "mostly CJK".
 MOSTLY_CJK = 0.5
 
 
 def sniff_cjk_share(
-    loader: DocumentLoader, files: Sequence[Path], *, max_files: int = 5, max_chars: int = 20_000
+    documents: Sequence[ParsedDocument], *, max_chars: int = 20_000
 ) -> float | None:
-    """The CJK share of the first few files that parse (None when none does).
+    """The CJK share of documents already parsed (a run's first files); None for none.
 
-    Only a prefix of each is counted; files that fail to parse are skipped here (the
-    ingest records their errors).
+    Only a prefix of each is counted. The caller parses the files once and keeps the
+    documents for the ingest, so sniffing costs no second parse.
     """
-    texts: list[str] = []
-    for path in files[:max_files]:
-        try:
-            texts.append(loader.load(path).text[:max_chars])
-        except IngestError as exc:
-            logger.debug("language sniff skipped %s: %s", path, exc)
-    if not texts:
+    if not documents:
         return None
-    return cjk_share("\n".join(texts))
+    return cjk_share("\n".join(document.text[:max_chars] for document in documents))

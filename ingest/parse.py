@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.chunk import Chunker
+from ingest.document import ParsedDocument
 from ingest.errors import ParseError
-from ingest.load import DocumentLoader
+from ingest.load.loader import DocumentLoader
 from rag.records import ChunkDraft
 from rag.text.tokens import bm25_tokens
 
@@ -67,31 +68,64 @@ def guess_mime(path: str) -> str:
 
 
 class FileParser:
-    """Loads, chunks and BM25-tokenises files; one per worker process."""
+    """Loads, chunks and BM25-tokenises files; one per worker process.
+
+    Args:
+        loader: reads a file into a parsed document.
+        chunker: splits a parsed document into chunks.
+    """
 
     def __init__(self, loader: DocumentLoader, chunker: Chunker) -> None:
         self.loader = loader
         self.chunker = chunker
 
     def parse(self, task: ParseTask) -> ParsedFile | ParseFailure:
+        """Load, chunk and tokenise one file; a file that fails becomes a ParseFailure.
+
+        Args:
+            task: the file and what the main process knows of it.
+
+        Returns:
+            The parsed file, or the failure recorded against it.
+        """
         started = time.perf_counter()
         try:
             document = self.loader.load(Path(task.source))
-            chunks = tuple(self.chunker.split(document))
         except ParseError as exc:
-            return ParseFailure(
-                task.source, task.sha256, guess_mime(task.source), task.size_bytes, str(exc)
-            )
+            return _failure(task, str(exc))
         except Exception as exc:
             # Any third-party failure on one file (a parser bug, a malformed archive) must
             # be recorded against that file and never stop the run.
             logger.exception("unexpected error parsing %s", task.source)
-            return ParseFailure(
-                task.source,
-                task.sha256,
-                guess_mime(task.source),
-                task.size_bytes,
-                f"{task.source}: unexpected {type(exc).__name__} while parsing: {exc}",
+            return _failure(
+                task, f"{task.source}: unexpected {type(exc).__name__} while parsing: {exc}"
+            )
+        return self.parse_loaded(task, document, load_seconds=time.perf_counter() - started)
+
+    def parse_loaded(
+        self, task: ParseTask, document: ParsedDocument, *, load_seconds: float = 0.0
+    ) -> ParsedFile | ParseFailure:
+        """Chunk and tokenise a document that is already loaded (no second parse).
+
+        Args:
+            task: the file the document was loaded from.
+            document: its parsed document.
+            load_seconds: how long loading took, counted in the result's ``seconds``.
+
+        Returns:
+            The parsed file, or the failure recorded against it.
+        """
+        started = time.perf_counter()
+        try:
+            chunks = tuple(self.chunker.split(document))
+        except ParseError as exc:
+            return _failure(task, str(exc))
+        except Exception as exc:
+            # Any third-party failure on one file (a parser bug, a malformed archive) must
+            # be recorded against that file and never stop the run.
+            logger.exception("unexpected error parsing %s", task.source)
+            return _failure(
+                task, f"{task.source}: unexpected {type(exc).__name__} while parsing: {exc}"
             )
         if not chunks:
             return ParseFailure(
@@ -109,8 +143,13 @@ class FileParser:
             size_bytes=task.size_bytes,
             chunks=chunks,
             tokens=tokens,
-            seconds=time.perf_counter() - started,
+            seconds=load_seconds + time.perf_counter() - started,
         )
+
+
+def _failure(task: ParseTask, error: str) -> ParseFailure:
+    """The failure to record for a file that could not be loaded or chunked."""
+    return ParseFailure(task.source, task.sha256, guess_mime(task.source), task.size_bytes, error)
 
 
 # Per-process state of a parse worker, set once by the pool initializer: the standard

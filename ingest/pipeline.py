@@ -16,44 +16,32 @@ Example::
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
+from ingest.batcher import CommitBatcher, IngestProgress
 from ingest.chunk import Chunker
 from ingest.discover import discover
+from ingest.document import ParsedDocument
 from ingest.errors import IngestError
 from ingest.language import MOSTLY_CJK, sniff_cjk_share
-from ingest.load import DocumentLoader, sha256_file
-from ingest.parse import (
-    FileParser,
-    ParsedFile,
-    ParseFailure,
-    ParseTask,
-    guess_mime,
-    init_worker,
-    parse_in_worker,
-)
-from rag.config import DEFAULT_EMBEDDING_MODEL, IndexKind, Settings
+from ingest.load.loader import DocumentLoader
+from ingest.parse import FileParser, ParsedFile, ParseFailure, ParseTask
+from ingest.parse_pool import parse_in_pool
+from rag.config import IndexKind, Settings
 from rag.embed.factory import (
     build_embedder,
     canonical_model_name,
+    choose_embedding,
     chunking_tokenizer,
     default_batch_size,
 )
 from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.embed.protocol import Embedder
 from rag.errors import ConfigError
-from rag.records import DocumentToIndex, FailedDocument
+from rag.store.files import sha256_file
 from rag.store.knowledge_bases import KnowledgeBases
 from rag.store.records import STATUS_INDEXED, KnowledgeBaseInfo
 from rag.store.writer import KnowledgeBaseWriter
@@ -94,17 +82,17 @@ class IngestSummary:
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
-class IngestProgress(Protocol):
-    """Progress callbacks; the CLI shows a bar, the library passes none."""
-
-    def started(self, total_files: int) -> None:
-        """The run knows how many files it will look at."""
-
-    def file_done(self, source: str, outcome: str) -> None:
-        """One file is finished: ``new``, ``updated``, ``skipped`` or ``failed``."""
-
-
 _MIN_FILES_FOR_WORKERS = 8
+#: How many of a run's first files decide a new base's language (and so its model).
+_LANGUAGE_SNIFF_FILES = 5
+
+
+@dataclass(frozen=True)
+class _LoadedFile:
+    """A file parsed early (for the language sniff), kept so it is not parsed again."""
+
+    document: ParsedDocument
+    seconds: float
 
 
 class IngestPipeline:
@@ -160,6 +148,11 @@ class IngestPipeline:
         """
         started = time.perf_counter()
         found = discover(paths)
+        loader = DocumentLoader(
+            ocr=self.settings.ocr, max_file_bytes=int(self.settings.max_file_mb * 1024 * 1024)
+        )
+        # Files parsed for the language sniff; the run reuses them instead of parsing again.
+        loaded: dict[str, _LoadedFile] = {}
         kb_created = False
         wanted = canonical_model_name(embedding_model) if embedding_model else None
         if self.kbs.exists(kb):
@@ -180,17 +173,19 @@ class IngestPipeline:
                 )
             model_note = None
             if info.embedding_auto and empty:
-                model_note = self._language_choice(found.files)
+                loaded = _load_first(loader, found.files)
+                model_note = _language_note(loaded)
                 if model_note is not None:
                     info = self._switch_model(kb, MULTILINGUAL_MODEL)
             model = info.embedding_model
         else:
-            configured = canonical_model_name(self.settings.embedding_model)
-            model = wanted or configured
-            # Nobody chose the model when neither --embedding nor a configured
-            # non-default model says so: the documents' language may then decide.
-            auto = wanted is None and configured == DEFAULT_EMBEDDING_MODEL
-            model_note = self._language_choice(found.files) if auto else None
+            choice = choose_embedding(wanted, configured=self.settings.embedding_model)
+            model, auto = choice.model, choice.auto
+            model_note = None
+            # Nobody chose the model (auto): the documents' language may then decide.
+            if auto:
+                loaded = _load_first(loader, found.files)
+                model_note = _language_note(loaded)
             if model_note is not None:
                 model, auto = MULTILINGUAL_MODEL, False
             embedder = self.embedder(model)
@@ -205,7 +200,9 @@ class IngestPipeline:
         with self.kbs.writer(kb) as writer:
             run_id = writer.start_run()
             try:
-                summary = self._run_locked(writer, found.files, found.roots, model, prune, progress)
+                summary = self._run_locked(
+                    writer, loader, loaded, found.files, found.roots, model, prune, progress
+                )
             except BaseException:
                 writer.finish_run(
                     run_id, status="failed", counts={}, seconds=time.perf_counter() - started
@@ -235,19 +232,6 @@ class IngestPipeline:
             )
         return summary
 
-    def _language_choice(self, files: Sequence[Path]) -> str | None:
-        """Why the multilingual model suits these documents, or None if it does not."""
-        loader = DocumentLoader(
-            ocr=self.settings.ocr, max_file_bytes=int(self.settings.max_file_mb * 1024 * 1024)
-        )
-        share = sniff_cjk_share(loader, files)
-        if share is None or share <= MOSTLY_CJK:
-            return None
-        return (
-            f"the first documents are {share:.0%} Chinese/Japanese/Korean, so this base "
-            f"embeds with {MULTILINGUAL_MODEL} (choose another with --embedding)"
-        )
-
     def _switch_model(self, kb: str, model: str) -> KnowledgeBaseInfo:
         return self.kbs.set_embedding_model(
             kb, model=model, dimension=self.embedder(model).dimension
@@ -256,6 +240,8 @@ class IngestPipeline:
     def _run_locked(
         self,
         writer: KnowledgeBaseWriter,
+        loader: DocumentLoader,
+        loaded: Mapping[str, _LoadedFile],
         files: Sequence[Path],
         roots: Sequence[Path],
         model: str,
@@ -281,7 +267,7 @@ class IngestPipeline:
                     progress.file_done(source, "skipped")
                 continue
             tasks.append(ParseTask(source, digest, path.stat().st_size))
-        batcher = _CommitBatcher(
+        batcher = CommitBatcher(
             writer,
             self.embedder(model),
             known=set(known),
@@ -290,10 +276,7 @@ class IngestPipeline:
             progress=progress,
         )
         parser = FileParser(
-            DocumentLoader(
-                ocr=self.settings.ocr,
-                max_file_bytes=int(self.settings.max_file_mb * 1024 * 1024),
-            ),
+            loader,
             Chunker(
                 tokenizer=chunking_tokenizer(model),
                 chunk_size=writer.info.chunk_size,
@@ -303,7 +286,7 @@ class IngestPipeline:
         if self.settings.ingest_engine == "ray":
             self._process_on_ray(parser, tasks, model, batcher)
         else:
-            for result in self._parse_all(parser, tasks):
+            for result in self._parse_all(parser, tasks, loaded):
                 batcher.add(result)
         removed: list[str] = []
         if prune:
@@ -338,7 +321,7 @@ class IngestPipeline:
         parser: FileParser,
         tasks: Sequence[ParseTask],
         model: str,
-        batcher: _CommitBatcher,
+        batcher: CommitBatcher,
     ) -> None:
         """Parse and embed on Ray; commits stay here, in the same order and batches."""
         from ingest.ray_engine import RayEngine
@@ -354,172 +337,59 @@ class IngestPipeline:
                 batcher.add(result, vectors=vectors)
 
     def _parse_all(
-        self, parser: FileParser, tasks: Sequence[ParseTask]
+        self,
+        parser: FileParser,
+        tasks: Sequence[ParseTask],
+        loaded: Mapping[str, _LoadedFile],
     ) -> Iterator[ParsedFile | ParseFailure]:
-        """Parse tasks in order, in worker processes when configured."""
+        """Parse tasks in order, in worker processes when configured.
+
+        Files already parsed for the language sniff are only chunked, here; the others
+        are parsed as usual, and the results keep task order either way.
+        """
+        rest = [task for task in tasks if task.source not in loaded]
         workers = self.settings.parse_workers
         # Starting a worker costs seconds of imports; for a handful of files parsing
         # in-process is faster than waiting for it.
         if workers == 0 or len(tasks) < _MIN_FILES_FOR_WORKERS:
-            for task in tasks:
-                yield parser.parse(task)
-            return
-        yield from _parse_in_pool(parser, tasks, workers)
-
-
-def _parse_in_pool(
-    parser: FileParser, tasks: Sequence[ParseTask], workers: int
-) -> Iterator[ParsedFile | ParseFailure]:
-    """Parse with a process pool, results in task order; survives a crashing worker.
-
-    A window of in-flight tasks keeps workers busy while the caller embeds. If a
-    worker dies (a parser segfault, the OOM killer), the file it held is recorded as
-    failed and the pool is restarted for the rest.
-    """
-    # spawn, not fork: the main process holds torch threads and a loaded model, which
-    # must not be duplicated into children mid-flight.
-    context = multiprocessing.get_context("spawn")
-    pending = deque(tasks)
-    window = workers * 4
-    while pending:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=init_worker, initargs=(parser,)
-        ) as pool:
-            in_flight: deque[tuple[ParseTask, Future[ParsedFile | ParseFailure]]] = deque()
-            broken = False
-            while (pending or in_flight) and not broken:
-                while pending and len(in_flight) < window:
-                    task = pending.popleft()
-                    in_flight.append((task, pool.submit(parse_in_worker, task)))
-                task, future = in_flight.popleft()
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    yield ParseFailure(
-                        task.source,
-                        task.sha256,
-                        guess_mime(task.source),
-                        task.size_bytes,
-                        f"{task.source}: the parser process crashed on this file",
-                    )
-                    # Requeue what was in flight; they get a fresh pool.
-                    pending.extendleft(reversed([t for t, _ in in_flight]))
-                    in_flight.clear()
-
-
-class _CommitBatcher:
-    """Collects parsed files, embeds them in large batches and commits in big steps."""
-
-    def __init__(
-        self,
-        writer: KnowledgeBaseWriter,
-        embedder: Embedder,
-        *,
-        known: set[str],
-        commit_every: int,
-        embed_every: int,
-        progress: IngestProgress | None,
-    ) -> None:
-        self.writer = writer
-        self.embedder = embedder
-        self.known = known
-        self.commit_every = commit_every
-        self.embed_every = embed_every
-        self.progress = progress
-        self._to_embed: list[tuple[ParsedFile, NDArray[np.float32] | None]] = []
-        self._ready: list[DocumentToIndex] = []
-        self._failed: list[FailedDocument] = []
-        self.failures: list[tuple[str, str]] = []
-        self.files_new = 0
-        self.files_updated = 0
-        self.chunks_added = 0
-        self.chunks_removed = 0
-        self.embed_seconds = 0.0
-
-    def add(
-        self,
-        result: ParsedFile | ParseFailure,
-        *,
-        vectors: NDArray[np.float32] | None = None,
-    ) -> None:
-        """Queue one file's result; ``vectors`` when it was already embedded elsewhere."""
-        if isinstance(result, ParseFailure):
-            self._failed.append(
-                FailedDocument(
-                    result.source, result.sha256, result.mime, result.size_bytes, result.error
-                )
-            )
-            self.failures.append((result.source, result.error))
-            self._done(result.source, "failed")
+            parsed: Generator[ParsedFile | ParseFailure] = (parser.parse(t) for t in rest)
         else:
-            # Pre-embedded results wait for the same batch boundaries as local ones, so
-            # both engines commit the same files together and assign the same chunk ids.
-            self._to_embed.append((result, vectors))
-            if sum(len(p.chunks) for p, _ in self._to_embed) >= self.embed_every:
-                self._embed()
-        if sum(len(d.chunks) for d in self._ready) >= self.commit_every:
-            self._commit(removed_sources=[])
-
-    def flush(self, *, removed_sources: Sequence[str]) -> None:
-        self._embed()
-        if self._ready or self._failed or removed_sources:
-            self._commit(removed_sources=removed_sources)
-
-    def _embed(self) -> None:
-        if not self._to_embed:
-            return
-        texts = [c.text for parsed, done in self._to_embed if done is None for c in parsed.chunks]
-        vectors = np.zeros((0, 0), dtype=np.float32)
-        if texts:
-            started = time.perf_counter()
-            vectors = self.embedder.embed_documents(texts)
-            self.embed_seconds += time.perf_counter() - started
-        offset = 0
-        for parsed, done in self._to_embed:
-            if done is None:
-                count = len(parsed.chunks)
-                done = vectors[offset : offset + count]
-                offset += count
-            self._ready.append(_to_index(parsed, done))
-            self._done(parsed.source, "updated" if parsed.source in self.known else "new")
-        self._to_embed = []
-
-    def _commit(self, *, removed_sources: Sequence[str]) -> None:
-        result = self.writer.commit(
-            indexed=self._ready, failed=self._failed, removed_sources=removed_sources
-        )
-        for doc in self._ready:
-            if doc.source in self.known:
-                self.files_updated += 1
-            else:
-                self.files_new += 1
-        self.chunks_added += result.chunks_added
-        self.chunks_removed += result.chunks_removed
-        logger.info(
-            "committed generation %d: +%d chunks, -%d chunks",
-            result.generation,
-            result.chunks_added,
-            result.chunks_removed,
-        )
-        self._ready = []
-        self._failed = []
-
-    def _done(self, source: str, outcome: str) -> None:
-        if self.progress is not None:
-            self.progress.file_done(source, outcome)
+            parsed = parse_in_pool(parser, rest, workers)
+        try:
+            for task in tasks:
+                early = loaded.get(task.source)
+                if early is None:
+                    yield next(parsed)
+                else:
+                    yield parser.parse_loaded(task, early.document, load_seconds=early.seconds)
+        finally:
+            # Shut the worker pool down now, not when the generator is collected.
+            parsed.close()
 
 
-def _to_index(parsed: ParsedFile, vectors: NDArray[np.float32]) -> DocumentToIndex:
-    return DocumentToIndex(
-        source=parsed.source,
-        sha256=parsed.sha256,
-        mime=parsed.mime,
-        size_bytes=parsed.size_bytes,
-        chunks=parsed.chunks,
-        vectors=np.asarray(vectors, dtype=np.float32),
-        bm25_tokens=parsed.tokens,
-        parse_seconds=parsed.seconds,
+def _load_first(loader: DocumentLoader, files: Sequence[Path]) -> dict[str, _LoadedFile]:
+    """Parse the first few files once, keyed by source; files that fail are left out
+    (the run parses them again and records their errors)."""
+    loaded: dict[str, _LoadedFile] = {}
+    for path in files[:_LANGUAGE_SNIFF_FILES]:
+        started = time.perf_counter()
+        try:
+            document = loader.load(path)
+        except IngestError as exc:
+            logger.debug("language sniff skipped %s: %s", path, exc)
+            continue
+        loaded[str(path)] = _LoadedFile(document, time.perf_counter() - started)
+    return loaded
+
+
+def _language_note(loaded: Mapping[str, _LoadedFile]) -> str | None:
+    """Why the multilingual model suits these documents, or None if it does not."""
+    share = sniff_cjk_share([early.document for early in loaded.values()])
+    if share is None or share <= MOSTLY_CJK:
+        return None
+    return (
+        f"the first documents are {share:.0%} Chinese/Japanese/Korean, so this base "
+        f"embeds with {MULTILINGUAL_MODEL} (choose another with --embedding)"
     )
 
 

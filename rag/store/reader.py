@@ -111,17 +111,21 @@ class KnowledgeBaseReader:
         return self._snapshot
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
-        """Look chunks up by id; ids no longer in the catalog are left out."""
-        if not ids:
-            return {}
+        """Look chunks up by id (any number: they are queried in batches).
+
+        Ids no longer in the catalog are left out.
+        """
         wanted = [int(i) for i in ids]
+        found: dict[int, StoredChunk] = {}
         with self._kbs.catalog.session() as session:
-            rows = session.execute(
-                select(*_CHUNK_COLUMNS)
-                .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-                .where(ChunkRow.id.in_(wanted))
-            ).all()
-        return {r.id: _stored_chunk(r) for r in rows}
+            for start in range(0, len(wanted), _SQL_BATCH):
+                rows = session.execute(
+                    select(*_CHUNK_COLUMNS)
+                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .where(ChunkRow.id.in_(wanted[start : start + _SQL_BATCH]))
+                ).all()
+                found.update((r.id, _stored_chunk(r)) for r in rows)
+        return found
 
     def vectors(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
         """The stored embeddings of chunks by id; ids no longer in the catalog are left out.
@@ -187,20 +191,25 @@ class KnowledgeBaseReader:
             )
 
     def chunk_ids_where(self, *, sources: Sequence[str]) -> set[int]:
-        """Ids of the chunks of the given documents (for metadata filters)."""
+        """Ids of the chunks of the given documents (any number: queried in batches)."""
+        wanted = list(sources)
+        found: set[int] = set()
         with self._kbs.catalog.session() as session:
             kb_id = session.scalar(
                 select(KnowledgeBaseRow.id).where(KnowledgeBaseRow.name == self.name)
             )
             if kb_id is None:
                 raise KnowledgeBaseNotFoundError(self.name)
-            return set(
-                session.scalars(
-                    select(ChunkRow.id)
-                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-                    .where(DocumentRow.kb_id == kb_id, DocumentRow.source.in_(list(sources)))
+            for start in range(0, len(wanted), _SQL_BATCH):
+                batch = wanted[start : start + _SQL_BATCH]
+                found.update(
+                    session.scalars(
+                        select(ChunkRow.id)
+                        .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                        .where(DocumentRow.kb_id == kb_id, DocumentRow.source.in_(batch))
+                    )
                 )
-            )
+        return found
 
 
 #: The columns a :class:`StoredChunk` is made of (with its document's source).

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.language import cjk_share
+from ingest.document import Element, ParsedDocument
+from ingest.language import cjk_share, sniff_cjk_share
+from ingest.load.loader import DocumentLoader
 from ingest.pipeline import IngestPipeline
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
 from rag.embed.multilingual import MULTILINGUAL_MODEL
@@ -89,3 +91,41 @@ def test_an_empty_base_created_without_a_choice_switches_on_its_first_ingest(
     assert kept.embedding_model == DEFAULT_EMBEDDING_MODEL
     with pytest.raises(ConfigError, match="already holds"):
         kbs.set_embedding_model("fixed", model=MULTILINGUAL_MODEL, dimension=384)
+
+
+def test_sniff_cjk_share_reads_parsed_documents() -> None:
+    def document(text: str) -> ParsedDocument:
+        return ParsedDocument(
+            source=Path("x.txt"),
+            mime="text/plain",
+            elements=(Element(text=text, category="Text", page=None, heading=None),),
+            parser="text",
+        )
+
+    assert sniff_cjk_share([]) is None
+    assert sniff_cjk_share([document(ZH), document(ZH)]) == 1.0
+    assert sniff_cjk_share([document(EN)]) == 0.0
+
+
+def test_the_sniffed_files_are_parsed_once_and_kept_for_the_ingest(
+    settings: Settings, kbs: KnowledgeBases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "zh"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"zh-{i}.txt").write_text(f"{i} {ZH}", "utf-8")
+    (folder / "zh-0-empty.txt").write_bytes(b"")  # fails in the sniff and in the run
+    loads: list[str] = []
+    original = DocumentLoader.load
+
+    def counting_load(self: DocumentLoader, path: Path) -> ParsedDocument:
+        loads.append(Path(path).name)
+        return original(self, path)
+
+    monkeypatch.setattr(DocumentLoader, "load", counting_load)
+    inline = settings.model_copy(update={"parse_workers": 0})
+    summary = _pipeline(inline, kbs).run([str(folder)], kb="zh")
+    assert summary.embedding_model == MULTILINGUAL_MODEL
+    assert summary.files_new == 7 and summary.files_failed == 1
+    # Every good file is loaded exactly once; only the failed one is tried again.
+    assert sorted(loads) == sorted([f"zh-{i}.txt" for i in range(7)] + ["zh-0-empty.txt"] * 2)

@@ -1,4 +1,4 @@
-"""Tests of ingest/load.py on real files of every supported format (tests/fixtures_build.py)."""
+"""Tests of ingest/load/ on real files of every supported format (tests/fixtures_build.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 from ingest.document import Element, ParsedDocument
 from ingest.errors import EmptyDocumentError, FileTooLargeError, ParseError, UnsupportedFormatError
-from ingest.load import SUPPORTED_EXTENSIONS, DocumentLoader, sha256_file
+from ingest.load.loader import SUPPORTED_EXTENSIONS, DocumentLoader
+from rag.store.files import sha256_file
 from tests import fixtures_build as fx
 
 #: Files that go through unstructured; the first such load in a process imports it (~2 s).
@@ -421,9 +422,9 @@ def test_loading_opens_no_network_connection(
 
     from unstructured.nlp import tokenize
 
-    import ingest.load
+    from ingest.load.unstructured_shims import load_packaged_spacy_model
 
-    assert tokenize._load_spacy_model is ingest.load._load_packaged_spacy_model
+    assert tokenize._load_spacy_model is load_packaged_spacy_model
 
 
 def _load_in_worker(loader: DocumentLoader, path: Path) -> ParsedDocument:
