@@ -53,12 +53,9 @@ from ingest.pipeline import IngestPipeline  # noqa: E402
 from rag.chain import RagChain  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.device import resolve_device  # noqa: E402
-from rag.generate.factory import build_generator  # noqa: E402
 from rag.generate.protocol import Generator  # noqa: E402
 from rag.platform import Platform  # noqa: E402
 from rag.records import Answer, ChatMessage  # noqa: E402
-from rag.store.catalog import Catalog  # noqa: E402
-from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-slice.json"
 STAGES = ("retrieve", "prompt", "first_token", "generate", "cite", "total")
@@ -72,7 +69,7 @@ def device_label(device: str) -> str:
     return f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads"
 
 
-def build_base(settings: Settings, articles: int, folder: Path) -> list[str]:
+def build_base(platform: Platform, articles: int, folder: Path) -> list[str]:
     """Ingest the first ``articles`` SQuAD articles; return all their questions."""
     data = json.loads(SQUAD.read_text("utf-8"))["data"][:articles]
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,8 +78,8 @@ def build_base(settings: Settings, articles: int, folder: Path) -> list[str]:
         text = "\n\n".join(p["context"] for p in article["paragraphs"])
         (folder / f"{article['title']}.txt").write_text(text, "utf-8")
         questions += [qa["question"] for p in article["paragraphs"] for qa in p["qas"]]
-    kbs = KnowledgeBases(settings, Catalog(settings.catalog_url))
-    IngestPipeline(settings, kbs).run([str(folder)], kb="bench")
+    pipeline = IngestPipeline(platform.settings, platform.kbs, embedder_factory=platform.embedder)
+    pipeline.run([str(folder)], kb="bench")
     return questions
 
 
@@ -128,11 +125,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         generator_model=args.model or "",
         max_new_tokens=args.max_new_tokens,
     )
-    questions = build_base(settings, args.articles, home / "docs")
+    platform = Platform(settings)
+    questions = build_base(platform, args.articles, home / "docs")
     random.Random(args.seed).shuffle(questions)
     questions = questions[: args.questions]
-    generator = build_generator(settings)
-    chain = Platform(settings).chain("bench", generator=generator)
+    generator = platform.generator()
+    chain = platform.chain("bench")  # the product's chain, with the same generator
     rag_ask(chain, questions[0])  # loads the embedder, the indexes and the generator
     closed_book(generator, questions[0], args.max_new_tokens)
 

@@ -52,9 +52,9 @@ from bench.results import save_results  # noqa: E402
 from evals.datasets import EvalDocument, QAExample  # noqa: E402
 from evals.finetune import FineTuneConfig, fine_tune  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.embed.factory import build_embedder, chunking_tokenizer  # noqa: E402
-from rag.generate.factory import build_generator  # noqa: E402
+from rag.embed.factory import chunking_tokenizer  # noqa: E402
 from rag.generate.huggingface import HuggingFaceGenerator  # noqa: E402
+from rag.platform import Platform  # noqa: E402
 from rag.records import ChatMessage  # noqa: E402
 from rag.store.faiss_index import FaissIndex  # noqa: E402
 
@@ -97,6 +97,19 @@ def chunk_texts(count: int) -> list[str]:
     return texts
 
 
+def device_platform(device: str, *, max_new_tokens: int | None = None) -> Platform:
+    """The product's composition root for ``device``: the models the benchmark times.
+
+    Args:
+        device: ``cpu`` or ``cuda:N``.
+        max_new_tokens: the generators' token limit; None keeps the settings' default.
+    """
+    home = Path(tempfile.gettempdir()) / "rag-device-bench"
+    if max_new_tokens is None:
+        return Platform(Settings(home=home, device=device))
+    return Platform(Settings(home=home, device=device, max_new_tokens=max_new_tokens))
+
+
 def _median_time(call: Callable[[], object], repeats: int) -> float:
     call()  # warm-up: kernels, caches, lazy loading
     times = []
@@ -112,7 +125,7 @@ def _median_time(call: Callable[[], object], repeats: int) -> float:
 
 
 def bench_embed(device: str, texts: Sequence[str], repeats: int) -> dict[str, Any]:
-    embedder = build_embedder(MODEL, device=device)
+    embedder = device_platform(device).embedder(MODEL)
     seconds = _median_time(lambda: embedder.embed_documents(list(texts)), repeats)
     return {"per_second": round(len(texts) / seconds, 1), "unit": "chunks/s"}
 
@@ -140,9 +153,7 @@ PROMPT_SOURCES = 3
 
 
 def bench_generate(device: str, new_tokens: int, repeats: int) -> dict[str, Any]:
-    home = Path(tempfile.gettempdir()) / "rag-device-bench"
-    settings = Settings(home=home, device=device, max_new_tokens=new_tokens)
-    generator = build_generator(settings)
+    generator = device_platform(device, max_new_tokens=new_tokens).generator()
     paragraphs = chunk_texts(PROMPT_SOURCES)
     sources = "\n\n".join(f"[{i + 1}] {text}" for i, text in enumerate(paragraphs))
     messages = [
@@ -159,9 +170,7 @@ def bench_generate(device: str, new_tokens: int, repeats: int) -> dict[str, Any]
 
 
 def bench_finetune(device: str, steps: int) -> dict[str, Any]:
-    home = Path(tempfile.gettempdir()) / "rag-device-bench"
-    settings = Settings(home=home, device=device)
-    base = build_generator(settings)
+    base = device_platform(device).generator()
     if not isinstance(base, HuggingFaceGenerator):  # pragma: no cover - embedded is HF
         return {"per_second": None, "unit": "steps/s", "note": "not a transformers model"}
     texts = chunk_texts(40)

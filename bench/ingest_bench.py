@@ -223,24 +223,26 @@ def _model_path() -> str:
 
 
 def run_ours(corpus: Path, work: Path) -> dict[str, Any]:
-    """Ingest ``corpus`` with :class:`IngestPipeline` and default settings; timed."""
+    """Ingest ``corpus`` with :class:`IngestPipeline` and default settings; timed.
+
+    The pipeline is wired as ``rag ingest`` wires it: bases and embedders from a
+    :class:`~rag.platform.Platform`.
+    """
     started = time.perf_counter()
     from ingest.pipeline import IngestPipeline
     from rag.config import Settings
-    from rag.store.catalog import Catalog
-    from rag.store.knowledge_bases import KnowledgeBases
+    from rag.platform import Platform
 
     imported = time.perf_counter()
     settings = Settings(home=work / "home")
-    catalog = Catalog(settings.catalog_url)
-    kbs = KnowledgeBases(settings, catalog)
-    summary = IngestPipeline(settings, kbs).run([str(corpus)], kb=KB_NAME)
+    platform = Platform(settings)
+    catalog = platform.catalog
+    pipeline = IngestPipeline(settings, platform.kbs, embedder_factory=platform.embedder)
+    summary = pipeline.run([str(corpus)], kb=KB_NAME)
     seconds = time.perf_counter() - started
 
-    from rag.store.reader import KnowledgeBaseReader
-
-    texts = [c.chunk.text for c in KnowledgeBaseReader(kbs, KB_NAME).indexed_chunks()]
-    parse_seconds = kbs.parse_seconds(KB_NAME)
+    texts = [c.chunk.text for c in platform.reader(KB_NAME).indexed_chunks()]
+    parse_seconds = platform.kbs.parse_seconds(KB_NAME)
     catalog.dispose()
     files = summary.files_new + summary.files_updated
     return {

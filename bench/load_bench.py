@@ -64,10 +64,8 @@ from bench.machine import cpu_model  # noqa: E402
 from bench.results import save_results  # noqa: E402
 from ingest.pipeline import IngestPipeline  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.generate.factory import build_generator  # noqa: E402
 from rag.generate.protocol import Generator  # noqa: E402
 from rag.platform import Platform  # noqa: E402
-from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 from rag.store.reader import KnowledgeBaseReader  # noqa: E402
 
@@ -187,6 +185,7 @@ def run_load(
     ingest_articles: int = 12,
     commit_every: int = 40,
     seed: int = 0,
+    platform: Platform | None = None,
 ) -> LoadReport:
     """Run the load test described in the module docstring and return its report.
 
@@ -200,6 +199,9 @@ def run_load(
         deadline: most seconds of asking.
         seed_articles / ingest_articles: articles in the base before / during the load.
         commit_every: chunks per commit of the concurrent ingest.
+        seed: seeds the order of the questions.
+        platform: where the base, its embedder and the chain come from; by default a
+            new one for ``settings``.
     """
     work = Path(tempfile.mkdtemp(prefix="rag-load-"))
     kb = "load"
@@ -208,11 +210,13 @@ def run_load(
         for q in write_articles(squad, 0, seed_articles, work / "seed")
     ]
     incoming = write_articles(squad, seed_articles, ingest_articles, work / "incoming")
-    catalog = Catalog(settings.catalog_url)
-    kbs = KnowledgeBases(settings, catalog)
-    IngestPipeline(settings, kbs).run([str(work / "seed")], kb=kb)
+    platform = platform or Platform(settings)
+    catalog, kbs = platform.catalog, platform.kbs
+    pipeline = IngestPipeline(settings, kbs, embedder_factory=platform.embedder)
+    pipeline.run([str(work / "seed")], kb=kb)
     chunks_before = _chunk_count(kbs, kb)
-    chain = Platform(settings, catalog=catalog).chain(kb, generator=generator)
+    # The product's chain over the shared reader, as the web UI's sessions share one.
+    chain = platform.chain(kb, generator=generator, settings=settings)
     chain.answer(seeded[0].text, generate=generator is not None)  # load models first
 
     rng = random.Random(seed)
@@ -424,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(home=home, parse_workers=0, max_new_tokens=args.max_new_tokens)
     if args.generator != "none":
         settings = settings.model_copy(update={"generator": args.generator})
-    generator = None if args.generator == "none" else build_generator(settings)
+    platform = Platform(settings)
+    generator = None if args.generator == "none" else platform.generator()
     report = run_load(
         settings,
         squad=args.squad,
@@ -435,9 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_articles=args.seed_articles,
         ingest_articles=args.ingest_articles,
         commit_every=args.commit_every,
+        platform=platform,
     )
     label = (
-        f"{args.generator} generator, catalog {Catalog(settings.catalog_url).url.split(':')[0]}, "
+        f"{args.generator} generator, catalog {platform.catalog.url.split(':')[0]}, "
         f"{os.cpu_count()} CPUs, {cpu_model()}"
     )
     print(_markdown(report, label))

@@ -73,11 +73,11 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
-from rag.embed.sentence_transformer import SentenceTransformerEmbedder  # noqa: E402
+from rag.embed.protocol import Embedder  # noqa: E402
+from rag.platform import Platform  # noqa: E402
 from rag.records import ChunkDraft, DocumentToIndex  # noqa: E402
 from rag.retrieve.protocol import RetrievalFilter, Retriever  # noqa: E402
 from rag.retrieve.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever  # noqa: E402
-from rag.store.catalog import Catalog  # noqa: E402
 from rag.store.knowledge_bases import KnowledgeBases  # noqa: E402
 from rag.store.reader import KnowledgeBaseReader  # noqa: E402
 from rag.text.tokens import bm25_tokens  # noqa: E402
@@ -158,18 +158,25 @@ def article_source(folder: Path, index: int) -> Path:
     return (folder / f"{index:03d}.txt").resolve()
 
 
-def ingest(articles: Sequence[Article], work: Path) -> tuple[KnowledgeBases, float]:
-    """Write the articles as .txt files and ingest them (reusing an earlier run's base)."""
+def ingest(articles: Sequence[Article], work: Path) -> tuple[Platform, float]:
+    """Write the articles as .txt files and ingest them (reusing an earlier run's base).
+
+    Returns:
+        The platform the base lives in (its bases, embedders and readers) and the
+        ingest's seconds.
+    """
     from ingest.pipeline import IngestPipeline
 
     corpus = work / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     for i, article in enumerate(articles):
         article_source(corpus, i).write_text(article.text + "\n", encoding="utf-8")
-    settings = Settings(home=work / "home", parse_workers=0)
-    kbs = KnowledgeBases(settings, Catalog(settings.catalog_url))
+    # The report is a CPU figure: the query embedder it times runs on the CPU.
+    settings = Settings(home=work / "home", parse_workers=0, device="cpu")
+    platform = Platform(settings)
+    pipeline = IngestPipeline(settings, platform.kbs, embedder_factory=platform.embedder)
     started = time.perf_counter()
-    summary = IngestPipeline(settings, kbs).run([str(corpus)], kb=KB_NAME)
+    summary = pipeline.run([str(corpus)], kb=KB_NAME)
     seconds = time.perf_counter() - started
     if summary.files_failed:
         raise RuntimeError(f"ingest failed for {summary.failures}")
@@ -180,7 +187,7 @@ def ingest(articles: Sequence[Article], work: Path) -> tuple[KnowledgeBases, flo
         summary.chunks_added,
         seconds,
     )
-    return kbs, seconds
+    return platform, seconds
 
 
 @dataclass(frozen=True)
@@ -277,7 +284,7 @@ class PrecomputedEmbedder:
 
 
 def embed_queries(
-    embedder: SentenceTransformerEmbedder, texts: Sequence[str]
+    embedder: Embedder, texts: Sequence[str]
 ) -> tuple[dict[str, NDArray[np.float32]], list[float]]:
     """Embed each query alone (as retrieval does); returns vectors and per-query ms."""
     embedder.embed_query("warm up")
@@ -354,7 +361,7 @@ def calibrate(
     rows: dict[str, list[StoredRow]],
     articles: Sequence[Article],
     corpus: Path,
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     per_group: int,
     seed: int,
 ) -> dict[str, Any]:
@@ -678,7 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         articles = load_articles(SQUAD_SLICE, args.articles)
-        kbs, ingest_seconds = ingest(articles, work)
+        product, ingest_seconds = ingest(articles, work)
+        kbs = product.kbs
         rows = stored_rows(kbs, KB_NAME)
         corpus = work / "corpus"
         questions, checked = gold_questions(articles, rows, corpus)
@@ -686,10 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rng = random.Random(args.seed)
         sample = rng.sample(questions, min(args.questions, len(questions)))
 
-        embedder = SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, device="cpu")
+        embedder = product.embedder(DEFAULT_EMBEDDING_MODEL)
         vectors, embed_times = embed_queries(embedder, sorted({q.text for q in sample}))
         pre = PrecomputedEmbedder(vectors, embedder.model_name)
-        reader = KnowledgeBaseReader(kbs, KB_NAME)
+        reader = product.reader(KB_NAME)
         default_floor = Settings.model_fields["score_floor"].default
         quality: dict[str, Any] = {
             "articles": len(articles),
