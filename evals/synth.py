@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import EvalError
-from evals.metrics import STOPWORDS
+from evals.metrics.answer import STOPWORDS
 from rag.generate import Generator
 from rag.prompt import detect_language
 from rag.records import ChatMessage, StoredChunk

@@ -895,6 +895,7 @@ def eval_run(
 ) -> None:
     """Run strategies on a dataset and write report.json, report.md and plots."""
     from evals.runner import EvalRunner, RunConfig
+    from rag.platform import Platform
 
     state = _state(ctx)
     settings = _answer_settings(state.settings, generator, model, base_url)
@@ -927,12 +928,11 @@ def eval_run(
     def execute() -> dict[str, Any]:
         with _progress_bar(disable=as_json or not sys.stderr.isatty()) as bar:
             runner = EvalRunner(
-                settings,
-                kbs,
+                Platform(settings, catalog=state.catalog),
                 index_folder=_index_folder(settings, kbs),
                 progress=_EvalProgress(bar),
             )
-            return runner.run(config)
+            return runner.run(config).to_dict()
 
     report = _guard(execute)
     if as_json:
