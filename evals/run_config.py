@@ -22,7 +22,9 @@ class FolderIndexer(Protocol):
     """Ingests a folder of text files into a knowledge base (the CLI passes the
     product's ingest pipeline; evals itself does not depend on ``ingest``)."""
 
-    def __call__(self, folder: Path, kb: str) -> None: ...
+    def __call__(self, folder: Path, kb: str) -> None:
+        """Ingest every file under ``folder`` into the knowledge base ``kb``."""
+        ...
 
 
 class Progress(Protocol):

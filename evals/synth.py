@@ -65,6 +65,7 @@ class SynthResult:
 
     @property
     def acceptance(self) -> float:
+        """Share of attempted questions that were kept (0 when none were attempted)."""
         return len(self.rows) / self.attempted if self.attempted else 0.0
 
 
