@@ -74,6 +74,7 @@ class EvalDataset:
 
     @property
     def answerable(self) -> tuple[QAExample, ...]:
+        """The examples that have reference answers."""
         return tuple(e for e in self.examples if e.answerable)
 
 

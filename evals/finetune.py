@@ -62,6 +62,7 @@ class FineTuneConfig:
 
     @property
     def lr(self) -> float:
+        """The learning rate in use: the given one, else the method's default."""
         if self.learning_rate is not None:
             return self.learning_rate
         return 1e-3 if self.method == "lora" else 5e-5
@@ -85,6 +86,7 @@ class FineTuneResult:
     adapter_dir: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The record as report.json's ``training`` object."""
         return asdict(self)
 
 

@@ -188,7 +188,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _cell(data: dict[str, Any], key: str) -> str:
-    value = data["metrics"].get(key)
+    value = _measured(data["metrics"].get(key))
     if value is None:
         return "–"
     text = f"{value:.3f}"
@@ -225,10 +225,17 @@ def _generators(report: dict[str, Any]) -> str:
     return "; ".join(sorted(seen)) or "none (retrieval only)"
 
 
-def _num(value: Any, digits: int) -> str:
+def _measured(value: Any) -> float | None:
+    """A metric's value, or None when it was not measurable (None; NaN in old reports)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
+        return None
+    return float(value)
+
+
+def _num(value: Any, digits: int) -> str:
+    measured = _measured(value)
+    # "–": not measurable on this run (no such questions, nothing cited), not zero.
+    return "–" if measured is None else f"{measured:.{digits}f}"
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -243,7 +250,9 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
     main = report.get("main_metric", "f1")
     names = list(report["strategies"])
     data = report["strategies"]
-    means = [data[n]["metrics"].get(main) or 0.0 for n in names]
+    measured = [_measured(data[n]["metrics"].get(main)) for n in names]
+    # An unmeasured strategy gets an empty bar marked "n/a", and no point in the scatters.
+    means = [m if m is not None else 0.0 for m in measured]
     lows = [
         data[n].get("ci", {}).get(main, {}).get("low", m) for n, m in zip(names, means, strict=True)
     ]
@@ -259,6 +268,9 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
         [h - m for m, h in zip(means, highs, strict=True)],
     ]
     ax.bar(names, means, yerr=errors, capsize=4, color="#4C72B0")
+    for position, value in enumerate(measured):
+        if value is None:
+            ax.text(position, 0.0, "n/a", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel(f"{main} (95% CI)")
     ax.set_ylim(0, max(1e-3, max(highs + means)) * 1.15)
     ax.set_title("Quality per strategy")
@@ -268,10 +280,13 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
     written.append(out / "quality.png")
 
-    latency = [data[n].get("latency", {}).get("total", {}).get("p50") or 0.0 for n in names]
+    shown = [i for i, m in enumerate(measured) if m is not None]
+    latency = [data[names[i]].get("latency", {}).get("total", {}).get("p50") or 0.0 for i in shown]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.scatter(latency, means, color="#DD8452")
-    for name, x, y in zip(names, latency, means, strict=True):
+    ax.scatter(latency, [means[i] for i in shown], color="#DD8452")
+    for name, x, y in zip(
+        [names[i] for i in shown], latency, [means[i] for i in shown], strict=True
+    ):
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel("p50 seconds per question")
     ax.set_ylabel(main)
@@ -282,10 +297,12 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
     written.append(out / "quality_vs_latency.png")
 
     if not scored_as_retrieval(report):
-        cost = [(data[n].get("training") or {}).get("train_seconds", 0.0) for n in names]
+        cost = [(data[names[i]].get("training") or {}).get("train_seconds", 0.0) for i in shown]
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        ax.scatter(cost, means, color="#55A868")
-        for name, x, y in zip(names, cost, means, strict=True):
+        ax.scatter(cost, [means[i] for i in shown], color="#55A868")
+        for name, x, y in zip(
+            [names[i] for i in shown], cost, [means[i] for i in shown], strict=True
+        ):
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel("training seconds (0: no training)")
         ax.set_ylabel(main)

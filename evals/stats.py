@@ -3,6 +3,9 @@
 Per-question scores are resampled with replacement (percentile bootstrap). Comparing two
 strategies resamples the *same* questions for both (paired), so the interval of their
 difference reflects only how they differ, not how hard the questions are.
+
+"Not measurable" is explicit: with no scores there is no mean and no interval, and the
+functions return None rather than NaN (a NaN would poison every average it enters).
 """
 
 from __future__ import annotations
@@ -15,23 +18,34 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean with its bootstrap confidence interval."""
+    """A mean with its bootstrap confidence interval (all three finite numbers)."""
 
     mean: float
     low: float
     high: float
 
     def as_dict(self) -> dict[str, float]:
+        """``{"mean", "low", "high"}``, as report.json stores an interval."""
         return {"mean": self.mean, "low": self.low, "high": self.high}
 
 
 def bootstrap_ci(
     scores: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> Interval:
-    """The mean of ``scores`` and its percentile-bootstrap interval."""
+) -> Interval | None:
+    """The mean of ``scores`` and its percentile-bootstrap interval.
+
+    Args:
+        scores: per-question scores.
+        resamples: how many bootstrap resamples.
+        confidence: the interval's coverage (0.95: the 2.5th to 97.5th percentile).
+        seed: the resampling seed (the same seed gives the same interval).
+
+    Returns:
+        The interval, or None when there are no scores (not measurable).
+    """
     values = np.asarray(scores, dtype=np.float64)
     if values.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
+        return None
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, values.size, size=(resamples, values.size))
     means = values[picks].mean(axis=1)
@@ -50,10 +64,16 @@ def paired_difference(
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
-) -> Interval:
+) -> Interval | None:
     """Mean of ``a - b`` over the same questions, with its paired bootstrap interval.
 
     An interval that contains 0 means the two cannot be told apart on these questions.
+
+    Returns:
+        The interval of the difference, or None when there are no questions.
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in length.
     """
     if len(a) != len(b):
         raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")

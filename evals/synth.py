@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import EvalError
-from evals.metrics import STOPWORDS
+from evals.metrics.answer import STOPWORDS
 from rag.generate.protocol import BatchGenerator, Generator
 from rag.prompt import detect_language
 from rag.records import ChatMessage, StoredChunk
@@ -65,6 +65,7 @@ class SynthResult:
 
     @property
     def acceptance(self) -> float:
+        """Share of attempted questions that were kept (0 when none were attempted)."""
         return len(self.rows) / self.attempted if self.attempted else 0.0
 
 

@@ -5,7 +5,6 @@ The evals package is imported only when these commands run.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -154,6 +153,7 @@ def eval_run(
 ) -> None:
     """Run strategies on a dataset and write report.json, report.md and plots."""
     from evals.runner import EvalRunner, RunConfig
+    from rag.platform import Platform
 
     state = cli_state(ctx)
     settings = answer_settings(state.settings, generator, model, base_url)
@@ -183,15 +183,19 @@ def eval_run(
         )
     )
 
+    # The run's generator options make its own settings; the catalog is shared.
+    run_platform = (
+        platform if settings == platform.settings else Platform(settings, catalog=platform.catalog)
+    )
+
     def execute() -> dict[str, Any]:
         with progress_bar(disable=as_json or not sys.stderr.isatty()) as bar:
             runner = EvalRunner(
-                settings,
-                platform.kbs,
-                index_folder=_index_folder(settings, platform),
+                run_platform,
+                index_folder=_index_folder(settings, run_platform),
                 progress=_EvalProgress(bar),
             )
-            return runner.run(config)
+            return runner.run(config).to_dict()
 
     report = guard(execute)
     if as_json:
@@ -324,28 +328,10 @@ def eval_report(
 @eval_app.command("list")
 def eval_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the evaluation runs recorded in the catalog."""
-    from sqlalchemy import select
-
-    from rag.store.schema import EvalRunRow
+    from rag.store.eval_runs import EvalRuns
 
     state = cli_state(ctx)
-    with state.platform.catalog.session() as session:
-        rows = list(session.scalars(select(EvalRunRow).order_by(EvalRunRow.id)))
-        runs = [
-            {
-                "id": r.id,
-                "name": r.name,
-                "dataset": r.dataset,
-                "status": r.status,
-                "out_dir": r.out_dir,
-                "started_at": r.started_at,
-                "finished_at": r.finished_at,
-                "strategies": json.loads(r.strategies_json),
-                "summary": json.loads(r.summary_json),
-                "error": r.error,
-            }
-            for r in rows
-        ]
+    runs = [r.as_dict() for r in EvalRuns(state.platform.catalog).list()]
     if as_json:
         print_json(runs)
         return

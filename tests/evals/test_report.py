@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,26 @@ def test_missing_or_foreign_report_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "report.json").write_text("{", "utf-8")
     with pytest.raises(ReportError, match="cannot read"):
         load_report(tmp_path)
+
+
+def test_unmeasurable_metrics_render_as_a_dash_and_plots_still_draw(tmp_path: Path) -> None:
+    report = _qa_report()
+    # No answerable question answered: the main metric is not measurable (None, not NaN).
+    report["strategies"]["closed-book"]["metrics"]["f1"] = None
+    report["strategies"]["closed-book"]["metrics"]["false_refusal_rate"] = None
+    report["strategies"]["closed-book"]["ci"] = {}
+    report["strategies"]["closed-book"]["vs_best"] = None
+    write_report(report, tmp_path)
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in (tmp_path / "report.md").read_text("utf-8").splitlines()
+        if line.startswith("| ")
+    }
+    cells = [c.strip() for c in rows["closed-book"].split("|")[2:-1]]
+    assert cells[0] == "–"  # F1
+    assert not re.search(r"\bnan\b", (tmp_path / "report.md").read_text("utf-8"), re.I)
+    for plot in PLOTS:
+        assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # An old report.json with NaN reads the same way.
+    report["strategies"]["closed-book"]["metrics"]["f1"] = float("nan")
+    assert "| closed-book | – |" in markdown(report)

@@ -12,15 +12,15 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from evals.errors import DatasetError, StrategyError
 from evals.runner import EvalRunner, RunConfig
 from evals.split import question_key
 from ingest.pipeline import IngestPipeline
 from rag.config import Settings
+from rag.platform import Platform
+from rag.store.eval_runs import EvalRuns
 from rag.store.knowledge_bases import KnowledgeBases
-from rag.store.schema import EvalRunRow
 from tests.fakes import LookupGenerator
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,9 @@ def test_squad_run_scores_closed_book_few_shot_and_rag(
 ) -> None:
     generator = LookupGenerator(_answers(tiny_squad))
     indexer = CountingIndexer(settings, kbs)
-    runner = EvalRunner(settings, kbs, index_folder=indexer, generator=generator)
+    runner = EvalRunner(
+        Platform(settings, catalog=kbs.catalog), index_folder=indexer, generator=generator
+    )
     config = RunConfig(
         dataset=f"squad:{tiny_squad}",
         out=tmp_path / "run",
@@ -116,11 +118,12 @@ def test_squad_run_scores_closed_book_few_shot_and_rag(
 
     for name in ("report.md", "quality.png", "quality_vs_latency.png", "quality_vs_cost.png"):
         assert (tmp_path / "run" / name).is_file()
-    with kbs.catalog.session() as session:
-        [row] = session.scalars(select(EvalRunRow))
-        assert row.status == "completed" and row.finished_at is not None
-        assert json.loads(row.summary_json)["rag"]["f1"] == rag["metrics"]["f1"]
-        assert report["run_id"] == row.id
+    [row] = EvalRuns(kbs.catalog).list()
+    assert row.status == "completed" and row.finished_at is not None
+    assert row.summary["rag"]["f1"] == rag["metrics"]["f1"]
+    assert report.run_id == row.id
+    # The typed report is report.json's data, plus the run's id in the catalog.
+    assert json.loads(json.dumps(report.to_dict(), default=str)) == {**data, "run_id": row.id}
 
     # A second run on the same documents reuses the knowledge base.
     runner.run(
@@ -139,7 +142,9 @@ def test_squad_run_scores_closed_book_few_shot_and_rag(
 def test_beir_retrieval_run_on_scifact_queries(
     settings: Settings, kbs: KnowledgeBases, tiny_scifact: Path, tmp_path: Path
 ) -> None:
-    runner = EvalRunner(settings, kbs, index_folder=CountingIndexer(settings, kbs))
+    runner = EvalRunner(
+        Platform(settings, catalog=kbs.catalog), index_folder=CountingIndexer(settings, kbs)
+    )
     report = runner.run(
         RunConfig(
             dataset=f"beir:{tiny_scifact}",
@@ -147,15 +152,15 @@ def test_beir_retrieval_run_on_scifact_queries(
             strategies=("bm25", "dense", "hybrid"),
         )
     )
-    assert report["dataset"]["kind"] == "retrieval" and report["dataset"]["queries"] == 25
-    assert report["main_metric"] == "ndcg@10"
-    scores = {n: s["metrics"] for n, s in report["strategies"].items()}
+    assert report.dataset.kind == "retrieval" and report.dataset.queries == 25
+    assert report.main_metric == "ndcg@10"
+    scores = {n: s["metrics"] for n, s in report.strategies.items()}
     for name, metrics in scores.items():
         # 25 claims over ~130 abstracts: every retriever finds most relevant ones.
         assert 0.5 < metrics["ndcg@10"] <= 1.0, (name, metrics)
         assert metrics["recall@100"] >= metrics["recall@10"] >= metrics["recall@5"]
         assert 0.0 < metrics["mrr"] <= 1.0
-    rows = report["predictions"]["hybrid"]
+    rows = report.predictions["hybrid"]
     assert len(rows) == 25 and all(r["retrieved_docs"] for r in rows)
     text = (tmp_path / "scifact" / "report.md").read_text("utf-8")
     assert "nDCG@10" in text and "hybrid" in text
@@ -178,7 +183,7 @@ def test_jsonl_questions_against_an_existing_knowledge_base(
     ]
     questions.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
     generator = LookupGenerator({"How often is the signing key rotated?": "every 90 days"})
-    runner = EvalRunner(settings, kbs, generator=generator)
+    runner = EvalRunner(Platform(settings, catalog=kbs.catalog), generator=generator)
     report = runner.run(
         RunConfig(
             dataset=str(questions),
@@ -188,17 +193,17 @@ def test_jsonl_questions_against_an_existing_knowledge_base(
             test_fraction=1.0,
         )
     )
-    rag = report["strategies"]["rag"]["metrics"]
+    rag = report.metrics("rag")
     assert rag["em"] == 1.0 and rag["retrieval_hit@k"] == 1.0  # gold named by file name
     assert rag["refusal_rate_unanswerable"] == 1.0
-    assert report["knowledge_base"] == "handbook"
+    assert report.knowledge_base == "handbook"
 
 
 def test_bad_setups_fail_before_any_work_and_failures_are_recorded(
     settings: Settings, kbs: KnowledgeBases, tiny_squad: Path, tiny_scifact: Path, tmp_path: Path
 ) -> None:
     generator = LookupGenerator({})
-    runner = EvalRunner(settings, kbs, generator=generator)
+    runner = EvalRunner(Platform(settings, catalog=kbs.catalog), generator=generator)
     with pytest.raises(StrategyError, match="unknown strategies rgа"):
         RunConfig(dataset="x.jsonl", out=tmp_path, strategies=("rgа",))
     with pytest.raises(StrategyError, match="retrieval dataset"):
@@ -222,6 +227,5 @@ def test_bad_setups_fail_before_any_work_and_failures_are_recorded(
                 unanswerable=0,
             )
         )
-    with kbs.catalog.session() as session:
-        [row] = session.scalars(select(EvalRunRow))
-        assert row.status == "failed" and "fine-tuning needs a local model" in (row.error or "")
+    [row] = EvalRuns(kbs.catalog).list()
+    assert row.status == "failed" and "fine-tuning needs a local model" in (row.error or "")

@@ -3,7 +3,6 @@ to download, and a form that starts a run in the background (``rag eval run``)."
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -12,47 +11,39 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from sqlalchemy import select
 
 from evals.errors import ReportError
 from evals.report import PLOTS, load_report, markdown
 from evals.strategies import ALL_STRATEGIES
-from rag.store.schema import EvalRunRow
+from rag.store.eval_runs import EvalRunRecord, EvalRuns
 from ui.i18n import Language, tr
 from ui.services import UiServices
 from ui.state import language, services
 
 
-def _runs(svc: UiServices) -> list[dict[str, Any]]:
-    with svc.catalog.session() as session:
-        rows = session.scalars(select(EvalRunRow).order_by(EvalRunRow.id.desc()))
-        return [
-            {
-                "id": r.id,
-                "name": r.name,
-                "dataset": r.dataset,
-                "status": r.status,
-                "started": r.started_at.strftime("%Y-%m-%d %H:%M"),
-                "strategies": ", ".join(json.loads(r.strategies_json)),
-                "out_dir": r.out_dir,
-                "summary": json.loads(r.summary_json or "{}"),
-                "error": r.error or "",
-            }
-            for r in rows
-        ]
+def _row(run: EvalRunRecord) -> dict[str, Any]:
+    """The columns the list of runs shows."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "dataset": run.dataset,
+        "status": run.status,
+        "started": run.started_at.strftime("%Y-%m-%d %H:%M"),
+        "strategies": ", ".join(run.strategies),
+    }
 
 
-def _show_run(run: dict[str, Any], lang: Language) -> None:
-    folder = Path(run["out_dir"])
-    if run["error"]:
-        st.error(run["error"])
+def _show_run(run: EvalRunRecord, lang: Language) -> None:
+    folder = Path(run.out_dir)
+    if run.error:
+        st.error(run.error)
     try:
         report = load_report(folder)
     except ReportError:
-        if run["status"] == "completed":
+        if run.status == "completed":
             st.warning(tr("report_missing", lang, path=str(folder)))
-        if run["summary"]:
-            st.dataframe(run["summary"])
+        if run.summary:
+            st.dataframe(run.summary)
         return
     # report.md without its image links (the plots are shown from their files below).
     text = "\n".join(line for line in markdown(report).splitlines() if not line.startswith("!["))
@@ -65,17 +56,17 @@ def _show_run(run: dict[str, Any], lang: Language) -> None:
     left.download_button(
         tr("download_report", lang),
         (folder / "report.json").read_bytes(),
-        file_name=f"{run['name']}-report.json",
+        file_name=f"{run.name}-report.json",
         mime="application/json",
-        key=f"dl_json_{run['id']}",
+        key=f"dl_json_{run.id}",
     )
     if (folder / "report.md").is_file():
         right.download_button(
             tr("download_md", lang),
             (folder / "report.md").read_bytes(),
-            file_name=f"{run['name']}-report.md",
+            file_name=f"{run.name}-report.md",
             mime="text/markdown",
-            key=f"dl_md_{run['id']}",
+            key=f"dl_md_{run.id}",
         )
 
 
@@ -137,27 +128,19 @@ def main() -> None:
     """Render the evaluations page."""
     svc, lang = services(), language()
     st.title(tr("page_evals", lang))
-    runs = _runs(svc)
+    runs = EvalRuns(svc.catalog).list(newest_first=True)
     if not runs:
         st.info(tr("no_runs", lang))
     else:
         st.subheader(tr("eval_runs", lang))
-        st.dataframe(
-            [
-                {k: r[k] for k in ("id", "name", "dataset", "status", "started", "strategies")}
-                for r in runs
-            ],
-            hide_index=True,
-        )
+        st.dataframe([_row(r) for r in runs], hide_index=True)
         chosen = st.selectbox(
             tr("open_run", lang),
-            [r["id"] for r in runs],
-            format_func=lambda i: next(
-                f"#{r['id']} {r['name']} ({r['status']})" for r in runs if r["id"] == i
-            ),
+            [r.id for r in runs],
+            format_func=lambda i: next(f"#{r.id} {r.name} ({r.status})" for r in runs if r.id == i),
             key="eval_run",
         )
-        _show_run(next(r for r in runs if r["id"] == chosen), lang)
+        _show_run(next(r for r in runs if r.id == chosen), lang)
     _start_form(svc, lang)
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from evals.retrieval_metrics import doc_run, mean_scores, score_run
+from evals.metrics.retrieval import doc_run, mean_scores, score_run
 
 
 def test_ndcg_recall_and_mrr_by_hand() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals import metrics
+from evals.metrics import answer as metrics
 
 
 @pytest.mark.parametrize(
