@@ -26,7 +26,6 @@ from rag.embed.protocol import Embedder
 from rag.generate.protocol import BatchGenerator, Generator
 from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates, detect_language
 from rag.records import Answer, ChatMessage, RetrievedChunk
-from rag.retrieve.factory import build_retriever
 from rag.retrieve.protocol import RetrievalFilter, Retriever
 from rag.store.reader import KnowledgeBaseReader
 
@@ -71,7 +70,8 @@ class RagChain:
         embedder: embeds queries (the base's own model).
         generator: writes answers; None allows retrieval-only use.
         settings: retrieval mode, k, score floor, rerank model, max_new_tokens.
-        retriever_factory: builds the retriever for a mode (tests pass fakes).
+        retriever_factory: builds the retriever of a retrieval mode on first use;
+            :meth:`rag.platform.Platform.chain` passes the product's (tests pass fakes).
     """
 
     def __init__(
@@ -81,24 +81,15 @@ class RagChain:
         embedder: Embedder,
         generator: Generator | None,
         settings: Settings,
-        retriever_factory: Callable[[RetrievalMode], Retriever] | None = None,
+        retriever_factory: Callable[[RetrievalMode], Retriever],
     ) -> None:
         self.reader = reader
         self.embedder = embedder
         self.generator = generator
         self.settings = settings
         self._retrievers: dict[str, Retriever] = {}
-        self._retriever_factory = retriever_factory or self._default_retriever
+        self._retriever_factory = retriever_factory
         self.citer = Citer()
-
-    def _default_retriever(self, mode: RetrievalMode) -> Retriever:
-        return build_retriever(
-            mode,
-            self.reader,
-            self.embedder,
-            score_floor=self.settings.score_floor,
-            rerank_model=self.settings.rerank_model,
-        )
 
     def retriever(self, mode: RetrievalMode | None = None) -> Retriever:
         """The (cached) retriever of a mode; the settings' mode by default."""

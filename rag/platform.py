@@ -21,11 +21,13 @@ import threading
 from dataclasses import dataclass
 
 from rag.chain import RagChain
-from rag.config import IndexKind, Settings
+from rag.config import IndexKind, RetrievalMode, Settings
 from rag.embed.factory import build_embedder, choose_embedding, default_batch_size
 from rag.embed.protocol import Embedder
 from rag.generate.factory import build_generator
 from rag.generate.protocol import Generator
+from rag.retrieve.factory import build_retriever
+from rag.retrieve.protocol import Retriever
 from rag.store.catalog import Catalog
 from rag.store.chat_store import ChatStore
 from rag.store.knowledge_bases import KnowledgeBases
@@ -176,10 +178,23 @@ class Platform:
             KnowledgeBaseNotFoundError: no base has that name.
         """
         reader = self.reader(kb)
+        embedder = self.embedder(reader.info.embedding_model)
         chosen = self.generator(generator) if isinstance(generator, GeneratorChoice) else generator
+        used = settings or self.settings
+
+        def retriever_for(mode: RetrievalMode) -> Retriever:
+            return build_retriever(
+                mode,
+                reader,
+                embedder,
+                score_floor=used.score_floor,
+                rerank_model=used.rerank_model,
+            )
+
         return RagChain(
             reader=reader,
-            embedder=self.embedder(reader.info.embedding_model),
+            embedder=embedder,
             generator=chosen,
-            settings=settings or self.settings,
+            settings=used,
+            retriever_factory=retriever_for,
         )
