@@ -1,11 +1,11 @@
-"""End-to-end ``ask`` benchmark: time to first token and total, per stage, vs closed-book.
+r"""End-to-end ``ask`` benchmark: time to first token and total, per stage, vs closed-book.
 
 Run from the repository root::
 
     .venv/bin/python bench/ask_bench.py                           # embedded SmolLM2, 30 questions
     .venv/bin/python bench/ask_bench.py --questions 10 --articles 5
     .venv/bin/python bench/ask_bench.py --generator hf --model qwen-0.5b --device cuda
-    RAG_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 .venv/bin/python bench/ask_bench.py \\
+    RAG_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 .venv/bin/python bench/ask_bench.py \
         --generator openai --model Qwen/Qwen2.5-7B-Instruct       # a vLLM server
 
 What it measures

@@ -125,12 +125,17 @@ def _median_time(call: Callable[[], object], repeats: int) -> float:
 
 
 def bench_embed(device: str, texts: Sequence[str], repeats: int) -> dict[str, Any]:
+    """Documents embedded per second by the packaged model on ``device`` (median run)."""
     embedder = device_platform(device).embedder(MODEL)
     seconds = _median_time(lambda: embedder.embed_documents(list(texts)), repeats)
     return {"per_second": round(len(texts) / seconds, 1), "unit": "chunks/s"}
 
 
 def bench_search(device: str, vectors: int, queries: int, repeats: int) -> dict[str, Any]:
+    """Batched top-10 queries per second on a flat index of random unit vectors.
+
+    A CUDA device without GPU FAISS gets no figure, and a note saying why.
+    """
     rng = np.random.default_rng(0)
     data = rng.standard_normal((vectors, 384), dtype=np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
@@ -153,6 +158,7 @@ PROMPT_SOURCES = 3
 
 
 def bench_generate(device: str, new_tokens: int, repeats: int) -> dict[str, Any]:
+    """Answer tokens per second of the default generator over a three-source prompt."""
     generator = device_platform(device, max_new_tokens=new_tokens).generator()
     paragraphs = chunk_texts(PROMPT_SOURCES)
     sources = "\n\n".join(f"[{i + 1}] {text}" for i, text in enumerate(paragraphs))
@@ -170,6 +176,7 @@ def bench_generate(device: str, new_tokens: int, repeats: int) -> dict[str, Any]
 
 
 def bench_finetune(device: str, steps: int) -> dict[str, Any]:
+    """LoRA training steps per second on the default generator (40 one-line examples)."""
     base = device_platform(device).generator()
     if not isinstance(base, HuggingFaceGenerator):  # pragma: no cover - embedded is HF
         return {"per_second": None, "unit": "steps/s", "note": "not a transformers model"}

@@ -1,5 +1,7 @@
-"""Index benchmark: latency, throughput and recall of the FAISS index kinds we offer
-(flat, hnsw, ivf) at several sizes, against exact search (flat) as the baseline.
+"""Index benchmark: latency, throughput and recall of our FAISS index kinds.
+
+The kinds we offer (flat, hnsw, ivf) are measured at several sizes, against exact search
+(flat) as the baseline.
 
 Run from the repository root::
 
@@ -330,7 +332,9 @@ class Searcher(Protocol):
 
     def search(
         self, queries: NDArray[np.float32], k: int
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Scores and ids of the ``k`` nearest vectors for each query row."""
+        ...
 
 
 def measure_latency(

@@ -197,7 +197,8 @@ def run_load(
         requests: most asks in total (asking stops when the ingest ends, or at
             ``deadline`` seconds).
         deadline: most seconds of asking.
-        seed_articles / ingest_articles: articles in the base before / during the load.
+        seed_articles: articles in the base before the load starts.
+        ingest_articles: articles ingested by a second process during the load.
         commit_every: chunks per commit of the concurrent ingest.
         seed: seeds the order of the questions.
         platform: where the base, its embedder and the chain come from; by default a

@@ -1,5 +1,6 @@
-"""Retrieval benchmark: quality of dense, BM25 and hybrid retrieval, score-floor calibration
-and query latency at 1k and 50k chunks.
+r"""Retrieval benchmark: quality, score-floor calibration and latency of our retrievers.
+
+Dense, BM25 and hybrid retrieval are measured, with query latency at 1k and 50k chunks.
 
 Run from the repository root::
 
@@ -13,7 +14,7 @@ Quality. Each of the first ``--articles`` Wikipedia articles of the SQuAD v1.1 t
 slice (``../shared/data/squad/train-v1.1-slice.json``, CC BY-SA 4.0) becomes one .txt
 file: its title and paragraphs separated by blank lines. The folder is ingested with
 ``IngestPipeline`` and the packaged all-MiniLM-L6-v2 (default chunking: 200 tokens, 30
-overlap). The loader joins paragraphs with "\\n\\n", so a paragraph's span in the file's
+overlap). The loader joins paragraphs with "\n\n", so a paragraph's span in the file's
 text is known; every chunk's stored span is checked against that text (the run stops if
 one differs) and a question's gold chunks are those whose span overlaps its paragraph's.
 ``--questions`` questions are sampled (seeded) from all of the articles' questions; for
@@ -270,16 +271,20 @@ class PrecomputedEmbedder:
 
     @property
     def model_name(self) -> str:
+        """The model the vectors were embedded with, as the base's manifest names it."""
         return self._model_name
 
     @property
     def dimension(self) -> int:
+        """Length of each vector."""
         return self._dimension
 
     def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """The stored vectors of ``texts``, one row each (every text must be known)."""
         return np.stack([self._vectors[t] for t in texts])
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
+        """The stored vector of ``text`` (it must be one of the precomputed queries)."""
         return self._vectors[text]
 
 

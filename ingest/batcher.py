@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ingest.parse import ParsedFile, ParseFailure
 from rag.embed.protocol import Embedder
 from rag.records import DocumentToIndex, FailedDocument
-from rag.store.knowledge_bases import KnowledgeBaseWriter
+from rag.store.writer import KnowledgeBaseWriter
 
 logger = logging.getLogger(__name__)
 

@@ -159,6 +159,11 @@ _worker_parser: FileParser | None = None
 
 
 def init_worker(parser: FileParser) -> None:
+    """Set up a parse worker process: the pool's initializer.
+
+    Keeps ``parser`` for :func:`parse_in_worker`, limits the worker to one thread and
+    makes it end with its parent.
+    """
     global _worker_parser
     # Parsing is single-threaded per worker; extra BLAS/tokenizer threads would only
     # fight the main process's embedding for the same cores.
@@ -188,6 +193,11 @@ def _die_with_parent() -> None:
 
 
 def parse_in_worker(task: ParseTask) -> ParsedFile | ParseFailure:
+    """Parse one file in a worker with the parser :func:`init_worker` kept.
+
+    Raises:
+        RuntimeError: the process was not started with :func:`init_worker`.
+    """
     if _worker_parser is None:
         raise RuntimeError("parse worker used before its initializer ran")
     return _worker_parser.parse(task)

@@ -368,8 +368,10 @@ class IngestPipeline:
 
 
 def _load_first(loader: DocumentLoader, files: Sequence[Path]) -> dict[str, _LoadedFile]:
-    """Parse the first few files once, keyed by source; files that fail are left out
-    (the run parses them again and records their errors)."""
+    """Parse the first few files once, keyed by source.
+
+    Files that fail are left out: the run parses them again and records their errors.
+    """
     loaded: dict[str, _LoadedFile] = {}
     for path in files[:_LANGUAGE_SNIFF_FILES]:
         started = time.perf_counter()

@@ -157,8 +157,10 @@ class SpanSplitter:
         return pieces
 
     def _merge(self, pieces: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
-        """Join consecutive pieces up to ``chunk_size``; the next chunk starts with the
-        last pieces of the previous one that fit in ``chunk_overlap`` (langchain's rule).
+        """Join consecutive pieces into chunks of up to ``chunk_size`` tokens.
+
+        The next chunk starts with the last pieces of the previous one that fit in
+        ``chunk_overlap`` (langchain's rule).
         """
         chunks: list[tuple[int, int]] = []
         window: deque[tuple[int, int, int]] = deque()
@@ -177,8 +179,10 @@ class SpanSplitter:
 
 
 def is_word_local(backend: Tokenizer) -> bool:
-    """Whether a word's tokens depend only on that word (WordPiece after a per-character
-    normalizer and a whitespace/punctuation pre-tokenizer, as in BERT-family models).
+    """Whether a word's tokens depend only on that word.
+
+    True for WordPiece after a per-character normalizer and a whitespace/punctuation
+    pre-tokenizer, as in BERT-family models.
 
     Then a span cut at word boundaries needs no re-encoding to be counted; for other
     tokenizers (byte-level BPE, SentencePiece) context can change edge tokens, so every

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the settings sources: arguments, then ``RAG_*`` variables, then the TOML file.
+
+        The config file is read only when it exists; dotenv and secret files are not used.
+        """
         toml_file = _config_file(init_settings)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_file is not None and toml_file.is_file():
@@ -151,6 +155,11 @@ class Settings(BaseSettings):
         return cls()
 
     def model_post_init(self, __context: object) -> None:
+        """Check the settings that depend on each other.
+
+        Raises:
+            ValueError: ``chunk_overlap`` is not smaller than ``chunk_size``.
+        """
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(
                 f"chunk_overlap ({self.chunk_overlap}) must be smaller than "

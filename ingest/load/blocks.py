@@ -62,7 +62,7 @@ def resolve_headings(blocks: Sequence[Block], *, reset_on_page: bool) -> list[El
 
 
 def normalize_newlines(text: str) -> str:
-    """Turn ``\\r\\n`` and lone ``\\r`` into ``\\n``."""
+    r"""Turn ``\r\n`` and lone ``\r`` into ``\n``."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -83,16 +83,22 @@ def _running_furniture(elements: Sequence[Any]) -> frozenset[str]:
 
 
 def _reads_as_sentence(text: str) -> bool:
-    """Whether a would-be title reads as body text: it ends like a sentence (a full stop;
-    "What is RAG?" stays a heading) or holds more than one sentence."""
+    """Whether a would-be title reads as body text.
+
+    It does when it ends like a sentence (a full stop; "What is RAG?" stays a heading) or
+    holds more than one sentence.
+    """
     if text.endswith("。") or (text.endswith(".") and len(text) >= 20):
         return True
     return text.endswith(("!", "?", "！", "？")) and _INNER_SENTENCE_BREAK.search(text) is not None
 
 
 def _table_text(html: str | None, fallback: str) -> str:
-    """A table as one line per row, cells joined with `` | ``; unstructured's flat text
-    otherwise (it loses the row structure)."""
+    """A table as one line per row, cells joined with `` | ``.
+
+    Without HTML (or when it does not parse), unstructured's flat text, which loses the
+    row structure.
+    """
     if html:
         import lxml.html
 

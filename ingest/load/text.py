@@ -75,10 +75,10 @@ def declared_html_charset(data: bytes) -> str | None:
 
 
 def decode_text(data: bytes, path: Path, *, declared: str | None = None) -> str:
-    """Decode a text file: BOM, then a declared charset, then UTF-8, then detection.
+    r"""Decode a text file: BOM, then a declared charset, then UTF-8, then detection.
 
     Detection (charset-normalizer) handles GBK/GB18030, Big5, Shift-JIS, cp1252...
-    Newlines come back as ``\\n``.
+    Newlines come back as ``\n``.
 
     Raises:
         ParseError: the bytes look binary or no encoding decodes them.

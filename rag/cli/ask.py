@@ -84,9 +84,12 @@ def _print_retrieved(chunks: tuple[RetrievedChunk, ...]) -> None:
 
 
 def _single_query_threads() -> None:
-    """One query at a time: FAISS's OpenMP threads only add contention (measured 8-48 ms
-    per flat search with the default threads on a busy 2-core machine, 0.04-2.7 ms with
-    one). Process-wide, so set here at the entry point, not in the library."""
+    """Run FAISS searches on one thread, since the CLI asks one query at a time.
+
+    FAISS's OpenMP threads only add contention here (measured 8-48 ms per flat search with
+    the default threads on a busy 2-core machine, 0.04-2.7 ms with one). The setting is
+    process-wide, so it is made at the entry point, not in the library.
+    """
     import faiss
 
     faiss.omp_set_num_threads(1)

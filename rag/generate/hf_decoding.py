@@ -76,7 +76,8 @@ def generation_config(
             name,
         )
     sampling = temperature > 0
-    config = GenerationConfig(
+    # transformers leaves GenerationConfig.__init__ unannotated (it takes **kwargs).
+    config = GenerationConfig(  # type: ignore[no-untyped-call]
         max_new_tokens=min(wanted, room),
         do_sample=sampling,
         eos_token_id=list(loaded.eos_token_ids),
@@ -107,6 +108,11 @@ class StopCriteria(StoppingCriteria):
     def __call__(
         self, input_ids: torch.LongTensor, scores: Any, **kwargs: object
     ) -> torch.BoolTensor:
+        """Tell ``generate`` whether to stop (one flag per row, all the same).
+
+        Returns:
+            True when the reader cancelled or the new text holds a stop sequence.
+        """
         done = self._cancel.is_set()
         if not done and self._stop:
             text = self._tokenizer.decode(
@@ -120,8 +126,11 @@ class StopCriteria(StoppingCriteria):
 
 
 class BatchStopCriteria(StoppingCriteria):
-    """Per-row stop check for batched generation: a row is done once its new text holds
-    a stop sequence (rows that are done are padded while the others go on)."""
+    """Per-row stop check for batched generation.
+
+    A row is done once its new text holds a stop sequence; rows that are done are padded
+    while the others go on.
+    """
 
     def __init__(self, tokenizer: Any, prompt_length: int, stop: tuple[str, ...]) -> None:
         self._tokenizer = tokenizer
@@ -131,6 +140,11 @@ class BatchStopCriteria(StoppingCriteria):
     def __call__(
         self, input_ids: torch.LongTensor, scores: Any, **kwargs: object
     ) -> torch.BoolTensor:
+        """Tell ``generate`` which rows are done.
+
+        Returns:
+            One flag per row: True once that row's new text holds a stop sequence.
+        """
         texts = self._tokenizer.batch_decode(
             input_ids[:, self._prompt_length :], skip_special_tokens=True
         )

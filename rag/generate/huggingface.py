@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 
 class HuggingFaceGenerator:
-    """A :class:`~rag.generate.protocol.Generator` running a local causal LM with ``transformers``.
+    r"""A :class:`~rag.generate.protocol.Generator` running a local causal LM with ``transformers``.
 
     Construction only validates; the model loads in :meth:`warm_up`, which the first
     call triggers. The tokenizer's chat template formats the messages. Temperature 0
@@ -78,7 +78,7 @@ class HuggingFaceGenerator:
         generator = HuggingFaceGenerator("/models/smollm2.gguf", cache_dir=Path("/tmp/c"))
         messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "2 + 2?")]
         print(generator.generate(messages, max_new_tokens=16))
-        for piece in generator.stream(messages, stop=["\\n"]):
+        for piece in generator.stream(messages, stop=["\n"]):
             ...
     """
 
@@ -269,6 +269,11 @@ class HuggingFaceGenerator:
             model: a ``transformers`` causal LM, on the device it should run on.
             tokenizer: its tokenizer, with a chat template.
             name: what :attr:`info` reports as the model.
+            max_new_tokens: default answer length in tokens.
+            temperature: 0 for greedy decoding, else the sampling temperature (up to 2).
+
+        Returns:
+            A generator that is already warm; :meth:`warm_up` loads nothing.
         """
         device = str(next(model.parameters()).device)
         generator = cls(name, device="cpu", max_new_tokens=max_new_tokens, temperature=temperature)
@@ -411,7 +416,7 @@ class HuggingFaceGenerator:
                 if not finished:
                     # generate() ends the streamer only on success; without this the
                     # reader would wait forever on the queue.
-                    streamer.end()
+                    streamer.end()  # type: ignore[no-untyped-call]  # unannotated upstream
 
         thread = threading.Thread(target=produce, name="hf-generate", daemon=True)
         stops = StopSequenceFilter(stop)

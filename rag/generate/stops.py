@@ -1,4 +1,4 @@
-"""What every generator backend shares: argument checks, stop sequences, token estimates.
+r"""What every generator backend shares: argument checks, stop sequences, token estimates.
 
 Backends check ``generate``/``stream`` arguments with :func:`check_generation_args`, cut
 whole answers with :func:`cut_at_stop` and streamed ones with :class:`StopSequenceFilter`
@@ -7,8 +7,8 @@ with :func:`estimate_tokens`.
 
 Example::
 
-    messages, max_new, stops = check_generation_args(messages, None, ["\\n\\n"])
-    cut_at_stop("Answer: 42\\n\\nQuestion:", stops)   # "Answer: 42"
+    messages, max_new, stops = check_generation_args(messages, None, ["\n\n"])
+    cut_at_stop("Answer: 42\n\nQuestion:", stops)   # "Answer: 42"
 """
 
 from __future__ import annotations
@@ -89,11 +89,11 @@ def first_stop_index(text: str, stop: Sequence[str]) -> int | None:
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to (not including) the first stop sequence in it.
+    r"""``text`` up to (not including) the first stop sequence in it.
 
     Example::
 
-        cut_at_stop("Answer: 42\\n\\nQuestion:", ["\\n\\n"])   # "Answer: 42"
+        cut_at_stop("Answer: 42\n\nQuestion:", ["\n\n"])   # "Answer: 42"
     """
     index = first_stop_index(text, stop)
     return text if index is None else text[:index]

@@ -17,12 +17,22 @@ from rag.text.tokens import bm25_tokens
 
 
 def metadata_matches(metadata: Mapping[str, Any], filter: Mapping[str, Any] | None) -> bool:
+    """Whether ``metadata`` has every key of ``filter`` with an equal value (no filter: all)."""
     if not filter:
         return True
     return all(key in metadata and metadata[key] == value for key, value in filter.items())
 
 
 def metadata_json(metadata: Mapping[str, Any], index: int) -> str:
+    """Serialise one text's metadata for the catalog (sorted keys, so equal dicts match).
+
+    Args:
+        metadata: the metadata dict given with the text.
+        index: its position among the texts, named in the error.
+
+    Raises:
+        TypeError: the metadata is not JSON-serialisable.
+    """
     try:
         return json.dumps(metadata, ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError) as exc:

@@ -16,7 +16,8 @@ def unit_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Scale rows to length 1 (inner product = cosine); all-zero rows stay zero."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     np.maximum(norms, np.float32(1e-12), out=norms)
-    return (matrix / norms).astype(np.float32, copy=False)
+    # np.linalg.norm is typed as returning Any; asarray restores the array type.
+    return np.asarray(matrix / norms, dtype=np.float32)
 
 
 class EmbedderEmbeddings(Embeddings):
@@ -117,7 +118,7 @@ class LangChainEmbedder:
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32).reshape(1, -1)
         self._check(vector)
-        return unit_rows(vector)[0]
+        return unit_rows(vector).reshape(-1)
 
     def _check(self, matrix: npt.NDArray[np.float32]) -> None:
         if not np.isfinite(matrix).all():

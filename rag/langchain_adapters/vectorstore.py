@@ -110,9 +110,17 @@ class KnowledgeBaseVectorStore(VectorStore):
         """Open (creating if missing) the knowledge base ``name`` and add ``texts``.
 
         Args:
-            texts, embedding, metadatas, ids: as for :meth:`add_texts`.
+            texts: the documents' contents.
+            embedding: the LangChain embeddings to embed with; a new base records its
+                model as the base's embedding choice.
+            metadatas: one JSON-serialisable dict per text, or None.
+            ids: one id per text, as for :meth:`add_texts`.
             kbs: the knowledge bases (required).
             name: the knowledge base (required).
+            **kwargs: accepted only to match LangChain's signature; any key raises.
+
+        Returns:
+            The store over ``name``, its texts committed.
 
         Raises:
             ValueError: ``kbs`` or ``name`` is missing.
@@ -145,6 +153,7 @@ class KnowledgeBaseVectorStore(VectorStore):
             metadatas: one JSON-serialisable dict per text, or None.
             ids: one id per text (None entries get a uuid4), or None for all new ids.
                 An id that exists already is replaced.
+            **kwargs: accepted only to match LangChain's signature; any key raises.
 
         Raises:
             ValueError: lengths differ, an id is repeated or empty.
@@ -257,6 +266,7 @@ class KnowledgeBaseVectorStore(VectorStore):
             query: the text to search for.
             k: how many documents at most.
             filter: metadata that every returned document must have (equal values).
+            **kwargs: accepted only to match LangChain's signature; any key raises.
 
         Raises:
             ValueError: ``k`` is not positive.
@@ -304,6 +314,10 @@ class KnowledgeBaseVectorStore(VectorStore):
             fetch_k: how many nearest documents MMR chooses from.
             lambda_mult: 1 ranks by relevance only, 0 by diversity only.
             filter: metadata that every returned document must have.
+            **kwargs: accepted only to match LangChain's signature; any key raises.
+
+        Raises:
+            TypeError: an unknown keyword argument was given.
         """
         reject_unknown_kwargs(kwargs, "KnowledgeBaseVectorStore.max_marginal_relevance_search")
         if self._open_reader() is None:

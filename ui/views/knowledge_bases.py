@@ -1,5 +1,8 @@
-"""Knowledge bases: create, upload many files, list documents, remove, re-index, check,
-delete with confirmation."""
+"""The knowledge-bases page.
+
+Create, upload many files, list documents, remove, re-index, check, and delete with
+confirmation.
+"""
 
 from __future__ import annotations
 
