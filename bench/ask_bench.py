@@ -52,7 +52,7 @@ from bench.results import save_results  # noqa: E402
 from ingest.pipeline import IngestPipeline  # noqa: E402
 from rag.chain import RagChain  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.device import resolve_device  # noqa: E402
+from rag.device import is_cuda, resolve_device  # noqa: E402
 from rag.generate.protocol import Generator  # noqa: E402
 from rag.platform import Platform  # noqa: E402
 from rag.records import Answer, ChatMessage  # noqa: E402
@@ -64,7 +64,7 @@ STAGES = ("retrieve", "prompt", "first_token", "generate", "cite", "total")
 def device_label(device: str) -> str:
     """A human label of the device the models run on."""
     resolved = resolve_device(device)
-    if resolved.startswith("cuda"):
+    if is_cuda(resolved):
         return f"{torch.cuda.get_device_name(resolved)} (CUDA)"
     return f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads"
 

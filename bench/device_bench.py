@@ -52,6 +52,7 @@ from bench.results import save_results  # noqa: E402
 from evals.datasets import EvalDocument, QAExample  # noqa: E402
 from evals.finetune import FineTuneConfig, fine_tune  # noqa: E402
 from rag.config import Settings  # noqa: E402
+from rag.device import is_cuda  # noqa: E402
 from rag.embed.factory import chunking_tokenizer  # noqa: E402
 from rag.generate.huggingface import HuggingFaceGenerator  # noqa: E402
 from rag.platform import Platform  # noqa: E402
@@ -73,7 +74,7 @@ def devices() -> list[str]:
 
 def device_name(device: str) -> str:
     """A label for a device: the GPU's name, or the CPU model and thread count."""
-    if device.startswith("cuda"):
+    if is_cuda(device):
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 
@@ -143,7 +144,7 @@ def bench_search(device: str, vectors: int, queries: int, repeats: int) -> dict[
     index.add(np.arange(vectors, dtype=np.int64), data)
     query = data[rng.choice(vectors, queries, replace=False)]
     gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    if device.startswith("cuda") and not gpu:
+    if is_cuda(device) and not gpu:
         return {"per_second": None, "unit": "queries/s", "note": "FAISS without GPU support"}
     if device == "cpu" and gpu:
         # Our index searches a GPU copy whenever it can; the CPU figure needs the raw index.

@@ -1,5 +1,6 @@
-"""Evaluation datasets: SQuAD-layout QA (SQuAD, CMRC 2018), BEIR retrieval sets, and the
-project's own JSONL question files.
+"""Evaluation datasets: SQuAD-layout QA, BEIR retrieval sets, our JSONL question files.
+
+QA in the SQuAD layout covers SQuAD and CMRC 2018; the JSONL files are the project's own.
 
 A dataset is named on the command line as ``KIND:PATH`` (``squad:``, ``cmrc:``, ``beir:``,
 ``jsonl:``) or as a bare ``.jsonl`` path. QA datasets bring their documents (one per
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evals.errors import DatasetError
-from rag.prompt import detect_language
+from rag.text.language import detect_language
 
 DatasetKind = Literal["squad", "cmrc", "beir", "jsonl"]
 KINDS: tuple[DatasetKind, ...] = ("squad", "cmrc", "beir", "jsonl")
@@ -146,8 +147,11 @@ def load_squad_layout(
     seed: int = 13,
     spec: str = "",
 ) -> EvalDataset:
-    """SQuAD v1.1 layout (also CMRC 2018): one document per article, its paragraphs
-    joined by blank lines; each question's paragraph is its evidence."""
+    """Read the SQuAD v1.1 layout (also CMRC 2018).
+
+    One document per article, its paragraphs joined by blank lines; each question's
+    paragraph is its evidence.
+    """
     data = _read_json(path)
     try:
         all_articles = list(data["data"])
@@ -267,10 +271,12 @@ def load_beir(
 def load_jsonl(
     path: Path, *, questions: int | None = None, seed: int = 13, spec: str = ""
 ) -> EvalDataset:
-    """The project's question file: one JSON object a line with ``question`` and
-    ``answers`` (a list, or ``answer``), optional ``id``, ``evidence`` (the passage that
-    answers it), ``source`` (the gold document) and ``unanswerable`` (true for questions
-    the knowledge base cannot answer). ``rag eval synth`` writes this format."""
+    """Read the project's question file (``rag eval synth`` writes this format).
+
+    One JSON object a line with ``question`` and ``answers`` (a list, or ``answer``),
+    optional ``id``, ``evidence`` (the passage that answers it), ``source`` (the gold
+    document) and ``unanswerable`` (true for questions the knowledge base cannot answer).
+    """
     examples = []
     for line, row in enumerate(_read_jsonl(path), start=1):
         question = row.get("question")

@@ -28,6 +28,7 @@ import psutil
 
 from evals.datasets import EvalDocument, QAExample
 from evals.errors import StrategyError
+from rag.device import is_cuda
 from rag.generate.huggingface import HuggingFaceGenerator
 from rag.records import ChatMessage
 
@@ -149,7 +150,7 @@ def fine_tune(
     order: list[_Sample] = []
     process = psutil.Process()
     peak_rss = process.memory_info().rss
-    if device.startswith("cuda"):
+    if is_cuda(device):
         torch.cuda.reset_peak_memory_stats()
     losses: list[float] = []
     trainee.train()
@@ -173,9 +174,7 @@ def fine_tune(
         if on_step is not None:
             on_step(step + 1, losses[-1])
     seconds = time.perf_counter() - started
-    peak_mb = (
-        torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else peak_rss / 2**20
-    )
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if is_cuda(device) else peak_rss / 2**20
     adapter_dir = None
     if config.method == "lora":
         if save_adapter is not None:
@@ -184,7 +183,7 @@ def fine_tune(
             adapter_dir = str(save_adapter)
         trainee = trainee.merge_and_unload()
     trainee.eval()
-    if device.startswith("cuda"):
+    if is_cuda(device):
         trainee = trainee.to(dtype=next(model.parameters()).dtype)
     name = f"{base.info['model']}+{config.method}"
     tuned = HuggingFaceGenerator.from_model(trainee, tokenizer, name=name)

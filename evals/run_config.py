@@ -19,8 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 class FolderIndexer(Protocol):
-    """Ingests a folder of text files into a knowledge base (the CLI passes the
-    product's ingest pipeline; evals itself does not depend on ``ingest``)."""
+    """Ingests a folder of text files into a knowledge base.
+
+    The CLI passes the product's ingest pipeline; evals itself does not depend on
+    ``ingest``.
+    """
 
     def __call__(self, folder: Path, kb: str) -> None:
         """Ingest every file under ``folder`` into the knowledge base ``kb``."""

@@ -1,5 +1,7 @@
-"""Scoring one evaluation run: each strategy's predictions become metrics, intervals,
-per-question rows and costs, and the strategies are compared on the main metric.
+"""Scoring one evaluation run, strategy by strategy, and comparing the strategies.
+
+Each strategy's predictions become metrics, intervals, per-question rows and costs, and
+the strategies are compared on the main metric.
 
 The runner (:mod:`evals.runner`) produces a :class:`StrategyRun` per strategy and hands it
 here; nothing in this module generates, retrieves or writes files.

@@ -1,5 +1,8 @@
-"""Train/test split by question: fine-tuning sees the documents and the train questions,
-evaluation only the test questions, and no question text is on both sides."""
+"""Train/test split by question.
+
+Fine-tuning sees the documents and the train questions, evaluation only the test
+questions, and no question text is on both sides.
+"""
 
 from __future__ import annotations
 

@@ -167,6 +167,7 @@ class PromptStrategy:
         return messages
 
     def answer(self, batch: Sequence[QAExample]) -> list[Prediction]:
+        """Answer a batch of questions with this prompt style, one prediction each."""
         prompts = [self.messages(e.question) for e in batch]
         stop = () if self.style == "cot" else ("\n",)
         started = time.perf_counter()
@@ -292,6 +293,7 @@ class RetrievalStrategy:
         _warm_chain(self.chain, self.name)
 
     def answer(self, batch: Sequence[QAExample]) -> list[Prediction]:
+        """Rank chunks for each question; the prediction carries the ranking only."""
         predictions = []
         for example in batch:
             started = time.perf_counter()

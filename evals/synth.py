@@ -24,9 +24,9 @@ from typing import Any
 from evals.errors import EvalError
 from evals.metrics.answer import STOPWORDS
 from rag.generate.protocol import BatchGenerator, Generator
-from rag.prompt import detect_language
 from rag.records import ChatMessage, StoredChunk
 from rag.store.reader import KnowledgeBaseReader
+from rag.text.language import detect_language
 
 _PROMPT = {
     "en": (

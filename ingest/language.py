@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ingest.document import ParsedDocument
 
 # The share is the platform's one language rule; re-exported for existing importers.
-from rag.text.language import cjk_share as cjk_share
+from rag.text.language import cjk_share
 
 #: Above this share the documents are "mostly CJK".
 MOSTLY_CJK = 0.5

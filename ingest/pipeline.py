@@ -121,6 +121,8 @@ class IngestPipeline:
         return self.settings.embedding_batch_size or default_batch_size(self.settings.device)
 
     def _default_embedder(self, model: str) -> Embedder:
+        # Library use without a Platform (ingest may not import it): the same factory
+        # and batch-size rule. The CLI, the UI and the benchmarks pass the platform's.
         return build_embedder(model, device=self.settings.device, batch_size=self._batch_size())
 
     def embedder(self, model: str) -> Embedder:

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from ingest.errors import RayEngineError
 from ingest.parse import FileParser, ParsedFile, ParseFailure, ParseTask
+from rag.device import is_cuda
 from rag.embed.factory import build_embedder
 from rag.embed.sentence_transformer import DEFAULT_BATCH_SIZE
 
@@ -66,6 +67,8 @@ class _EmbedActor:
     """A Ray actor holding the embedding model; embeds every chunk of a batch of files."""
 
     def __init__(self, model: str, device: str, batch_size: int) -> None:
+        # The actor runs in a Ray worker process (maybe on another node), where no
+        # Platform exists: it builds its own copy of the model with the same factory.
         self._embedder = build_embedder(model, device=device, batch_size=batch_size)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +215,7 @@ class RayEngine:
     def _use_gpu(self, gpus: int) -> bool:
         if self.device == "cpu":
             return False
-        if self.device.startswith("cuda"):
+        if is_cuda(self.device):
             if gpus == 0:
                 raise RayEngineError(
                     f"device={self.device!r} but the Ray cluster has no GPUs; use "

@@ -24,10 +24,11 @@ from rag.cite import CitationResult, Citer
 from rag.config import RetrievalMode, Settings
 from rag.embed.protocol import Embedder
 from rag.generate.protocol import BatchGenerator, Generator
-from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates, detect_language
+from rag.prompt import BuiltPrompt, PromptBuilder, PromptTemplates
 from rag.records import Answer, ChatMessage, RetrievedChunk
 from rag.retrieve.protocol import RetrievalFilter, Retriever
 from rag.store.reader import KnowledgeBaseReader
+from rag.text.language import detect_language
 
 logger = logging.getLogger(__name__)
 

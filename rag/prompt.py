@@ -22,7 +22,6 @@ from pathlib import Path, PurePath
 from rag.records import ChatMessage, RetrievedChunk
 
 # The one language rule lives in rag.text.language; re-exported for existing importers.
-from rag.text.language import detect_language as detect_language
 
 _TEMPLATES_DIR = Path(__file__).resolve().parent / "prompts"
 LANGUAGES = ("en", "zh")

@@ -1,2 +1,5 @@
-"""Metrics: answer quality and grounding (:mod:`evals.metrics.answer`) and ranking
-quality (:mod:`evals.metrics.retrieval`). Import from the defining module."""
+"""Metrics: answer quality and grounding, and ranking quality.
+
+:mod:`evals.metrics.answer` scores answers, :mod:`evals.metrics.retrieval` rankings.
+Import from the defining module.
+"""

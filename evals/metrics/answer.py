@@ -103,8 +103,11 @@ def normalize_answer(text: str) -> str:
 
 
 def cmrc_tokens(text: str) -> list[str]:
-    """CMRC 2018's mixed segmentation: each CJK character or punctuation mark is a token,
-    other runs (English words, numbers) stay whole; lower-cased."""
+    """Split text the way CMRC 2018's evaluation does (mixed segmentation).
+
+    Each CJK character or punctuation mark is a token; other runs (English words,
+    numbers) stay whole; everything is lower-cased.
+    """
     tokens: list[str] = []
     run = ""
     for ch in unicodedata.normalize("NFKC", text).lower():
@@ -205,7 +208,7 @@ def rouge_l(prediction: str, answers: Sequence[str], language: str = "en") -> fl
 def corpus_bleu(
     predictions: Sequence[str], references: Sequence[Sequence[str]], language: str = "en"
 ) -> float:
-    """sacrebleu corpus BLEU in 0..1 (``tokenize="zh"`` for Chinese).
+    """Corpus BLEU from sacrebleu, in 0..1 (``tokenize="zh"`` for Chinese).
 
     Questions have different numbers of references; shorter lists repeat their first
     reference, which sacrebleu's parallel reference streams require and which does not
@@ -228,8 +231,10 @@ def corpus_bleu(
 
 
 def content_tokens(text: str, language: str = "en") -> list[str]:
-    """The tokens that carry content: no stop words or punctuation; CJK characters for
-    Chinese (and any Latin words mixed in)."""
+    """The tokens that carry content, without stop words or punctuation.
+
+    For Chinese these are CJK characters (and any Latin words mixed in).
+    """
     if language == "zh":
         return [t for t in cmrc_tokens(text) if t not in _CMRC_PUNCTUATION]
     words = normalize_answer(text).split()

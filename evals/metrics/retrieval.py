@@ -1,5 +1,7 @@
-"""Ranking metrics with pytrec-eval-terrier (trec_eval's own code, so the numbers match
-published BEIR tables computed the same way).
+"""Ranking metrics with pytrec-eval-terrier.
+
+It runs trec_eval's own code, so the numbers match published BEIR tables computed the
+same way.
 
 A run maps each query id to ``{doc_id: score}``; qrels map it to ``{doc_id: relevance}``.
 """

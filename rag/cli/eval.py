@@ -58,8 +58,10 @@ class _EvalProgress:
 
 
 def _index_folder(settings: Settings, platform: Platform) -> FolderIndexer:
-    """The product's ingest pipeline, with the platform's bases and embedders, as the
-    evaluation's corpus indexer."""
+    """The evaluation's corpus indexer: the product's ingest pipeline.
+
+    It uses the platform's bases and embedders, as ``rag ingest`` does.
+    """
 
     def index(folder: Path, kb: str) -> None:
         from ingest.pipeline import IngestPipeline

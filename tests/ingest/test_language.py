@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from ingest.document import Element, ParsedDocument
-from ingest.language import cjk_share, sniff_cjk_share
+from ingest.language import sniff_cjk_share
 from ingest.load.loader import DocumentLoader
 from ingest.pipeline import IngestPipeline
 from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
 from rag.embed.multilingual import MULTILINGUAL_MODEL
 from rag.errors import ConfigError
 from rag.store.knowledge_bases import KnowledgeBases
+from rag.text.language import cjk_share
 from tests.fakes import HashEmbedder
 
 ZH = "北京是中华人民共和国的首都，也是全国的政治、文化和国际交往中心。" * 3

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.prompt import PromptBuilder, PromptTemplates, detect_language, source_title
+from rag.prompt import PromptBuilder, PromptTemplates, source_title
 from rag.records import ChatMessage, RetrievedChunk
+from rag.text.language import detect_language
 
 
 def chunk(i: int, text: str, page: int | None = None, heading: str | None = None) -> RetrievedChunk:

@@ -1,5 +1,8 @@
-"""Evaluations: the runs in the catalog, one run's comparison table and plots, the report
-to download, and a form that starts a run in the background (``rag eval run``)."""
+"""Evaluations: recorded runs, one run's results, and a form that starts a new run.
+
+It shows the runs in the catalog, one run's comparison table and plots, the report to
+download, and a form that starts a run in the background (``rag eval run``).
+"""
 
 from __future__ import annotations
 
