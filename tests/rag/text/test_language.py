@@ -50,14 +50,14 @@ def test_detect_language(text: str, language: str) -> None:
 
 
 def test_callers_share_the_rule() -> None:
+    import evals.datasets
     import ingest.language
     import rag.chain
-    import rag.prompt
 
     # They use the one rule rather than keeping copies of their own.
     assert ingest.language.cjk_share is cjk_share
-    assert rag.prompt.detect_language is detect_language
     assert rag.chain.detect_language is detect_language
+    assert evals.datasets.detect_language is detect_language
 
 
 def test_kana_and_hangul_are_east_asian_but_not_chinese() -> None:
