@@ -293,6 +293,7 @@ class RagChain:
         mode: RetrievalMode | None = None,
         filters: RetrievalFilter | None = None,
         max_new_tokens: int | None = None,
+        sources: Sequence[Sequence[RetrievedChunk]] | None = None,
     ) -> list[Answer]:
         """Answer many questions with the stages of :meth:`stream`, generating in one batch.
 
@@ -309,6 +310,11 @@ class RagChain:
             filters: restrict retrieval to some documents.
             max_new_tokens: the answer budget; the settings' ``max_new_tokens`` by
                 default (the prompt is packed for the settings' budget either way).
+            sources: given sources per question, best first, used instead of retrieval
+                (the evaluation's ``oracle`` strategy passes the gold passage); every
+                other stage is the same, and a question given no source is refused as
+                when nothing is retrieved. ``k``, ``mode`` and ``filters`` are then
+                unused and the ``retrieve`` timing is 0.
 
         Returns:
             One Answer per question, in order. Timings are seconds per stage
@@ -316,10 +322,25 @@ class RagChain:
             size, ``cite``) and ``total``, their sum.
 
         Raises:
-            ValueError: a question is empty or the chain has no generator.
+            ValueError: a question is empty, the chain has no generator, or ``sources``
+                does not hold one sequence per question.
         """
         generator = self._require_generator()
-        staged = [self._stage(question, k=k, mode=mode, filters=filters) for question in questions]
+        if sources is not None and len(sources) != len(questions):
+            raise ValueError(
+                f"sources must hold one sequence per question ({len(questions)}); "
+                f"got {len(sources)}"
+            )
+        staged = [
+            self._stage(
+                question,
+                k=k,
+                mode=mode,
+                filters=filters,
+                given=None if sources is None else sources[index],
+            )
+            for index, question in enumerate(questions)
+        ]
         prompts = [s.prompt.messages for s in staged if s.prompt is not None]
         started = time.perf_counter()
         outputs = iter(
@@ -363,6 +384,9 @@ class RagChain:
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
             raw=raw,
+            sources=(
+                tuple(c.chunk_id for c in staged.prompt.sources) if staged.prompt else ()
+            ),
         )
 
     def _stage(
@@ -372,16 +396,21 @@ class RagChain:
         k: int | None,
         mode: RetrievalMode | None,
         filters: RetrievalFilter | None,
+        given: Sequence[RetrievedChunk] | None = None,
     ) -> _Staged:
-        """Retrieve and prompt one question of a batch, timing both stages."""
+        """Retrieve (or take the ``given`` sources) and prompt one question of a batch."""
         question = question.strip()
         if not question:
             raise ValueError("question must not be empty")
         language = detect_language(question)
         timer = _Timer()
-        started = time.perf_counter()
-        retrieved = self.retrieve(question, k=k, mode=mode, filters=filters)
-        timer.add("retrieve", started)
+        if given is None:
+            started = time.perf_counter()
+            retrieved = self.retrieve(question, k=k, mode=mode, filters=filters)
+            timer.add("retrieve", started)
+        else:
+            retrieved = list(given)
+            timer.timings["retrieve"] = 0.0
         started = time.perf_counter()
         prompt = self.build_prompt(question, retrieved, language=language) if retrieved else None
         timer.add("prompt", started)

@@ -174,7 +174,9 @@ class Answer:
     or at a source sharing almost no words with the sentence (dropped from the citations).
     ``prompt_tokens`` and ``output_tokens`` are the generator's counts of the prompt's
     messages and of ``raw``, the generator's text before the citation check (all three
-    stay 0 / empty when nothing was generated).
+    stay 0 / empty when nothing was generated). ``sources`` holds the chunk ids of the
+    sources packed into the prompt, in their ``[n]`` order (empty when no prompt was
+    built); it can be shorter than ``retrieved`` when packing dropped some.
     """
 
     question: str
@@ -190,6 +192,7 @@ class Answer:
     prompt_tokens: int = 0
     output_tokens: int = 0
     raw: str = ""
+    sources: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

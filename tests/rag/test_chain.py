@@ -220,3 +220,33 @@ def test_answer_batch_refuses_without_sources_and_checks_input(
     assert refused.refused and refused.language == "zh" and refused.raw == ""
     assert len(generator.seen) == before
     assert set(refused.timings) == {"retrieve", "prompt", "total"}
+
+
+def test_answer_records_the_packed_sources(settings: Settings, kbs: KnowledgeBases) -> None:
+    chain, _ = make_chain(settings, kbs, ScriptedGenerator("Backups are kept for 35 days [2]."))
+    assert chain.answer("How long are backups kept?").sources == (11, 12)
+    [batched] = chain.answer_batch(["How long are backups kept?"], k=1)
+    assert batched.sources == (11,)
+    assert chain.answer("anything", generate=False).sources == ()
+
+
+def test_answer_batch_with_given_sources_skips_retrieval(
+    settings: Settings, kbs: KnowledgeBases
+) -> None:
+    generator = ScriptedGenerator("Backups are kept for 35 days [1].")
+    chain, retriever = make_chain(settings, kbs, generator)
+    gold = RetrievedChunk(-1, "doc-7", "Backups are kept for 35 days.", None, None, 0, 29, 1.0, 1)
+    answered, unanswerable = chain.answer_batch(
+        ["How long are backups kept?", "What is the capital of Mars?"], sources=[[gold], []]
+    )
+    assert retriever.queries == []
+    [[user]] = generator.seen
+    content = user.content  # type: ignore[attr-defined]
+    assert content.startswith("[1] (doc-7) Backups are kept for 35 days.\n\nAnswer the question")
+    assert "[2]" not in content and "signing key" not in content
+    assert answered.sources == (-1,) and answered.retrieved == (gold,)
+    assert [c.chunk_id for c in answered.citations] == [-1] and not answered.refused
+    assert answered.timings["retrieve"] == 0.0
+    assert unanswerable.refused and unanswerable.sources == () and unanswerable.raw == ""
+    with pytest.raises(ValueError, match="one sequence per question"):
+        chain.answer_batch(["How long are backups kept?"], sources=[])
