@@ -48,6 +48,7 @@ from evals.strategies import (
     RAG_STRATEGIES,
     RANKING_DEPTH,
     RETRIEVAL_STRATEGIES,
+    OracleStrategy,
     Prediction,
     PromptStrategy,
     RagStrategy,
@@ -170,6 +171,11 @@ class EvalRunner:
         needs_docs = any(s in FINETUNE_STRATEGIES for s in config.strategies)
         if needs_docs and not dataset.documents and config.kb is None:
             raise StrategyError("fine-tuning needs the dataset's documents or --kb")
+        if "oracle" in config.strategies and not any(e.evidence for e in dataset.examples):
+            raise StrategyError(
+                f"the oracle strategy is not measurable on {dataset.name}: no question has "
+                "a gold passage (evidence) to give the model"
+            )
         needs_kb = any(s in RAG_STRATEGIES + RETRIEVAL_STRATEGIES for s in config.strategies)
         if needs_kb and config.kb is None and not dataset.documents:
             raise StrategyError(
@@ -288,6 +294,9 @@ class EvalRunner:
         if name == "rag":
             chain = self._chain(kb_name, self.generator())
             return self._rag(name, chain, config), None
+        if name == "oracle":
+            chain = self._chain(kb_name, self.generator())
+            return OracleStrategy(name, chain, max_new_tokens=config.rag_max_new_tokens), None
         method = "lora" if name.startswith("lora") else "full"
         if method not in tuned:
             tuned[method] = self._fine_tune(method, dataset, split, config)

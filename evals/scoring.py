@@ -34,6 +34,8 @@ MAIN_RETRIEVAL_METRIC = "ndcg@10"
 QA_CI_METRICS = ("f1", "em", "contains", "rouge_l")
 #: Per-query ranking scores that get a bootstrap interval.
 RETRIEVAL_CI_METRICS = ("ndcg@10", "recall@10", "mrr")
+#: Where an answering strategy lost each answerable question, in the order of the chain.
+BREAKDOWN_FLAGS = ("gold_retrieved", "gold_in_prompt", "answer_contained", "refused", "cited_gold")
 
 _MARKER = re.compile(r"\s*\[\d+\]")
 
@@ -155,6 +157,65 @@ def grounding(
     return fields
 
 
+def error_breakdown(
+    prediction: Prediction,
+    example: QAExample,
+    language: str,
+    doc_of_source: Mapping[str, str],
+) -> dict[str, bool]:
+    """Where one answer of a chain-answering strategy was won or lost.
+
+    A chunk is answer-holding when :func:`evals.metrics.answer.evidence_matches` says it
+    holds the gold evidence (the test of citation precision and ``evidence_hit``).
+
+    Args:
+        prediction: the answer with its retrieved chunks, packed ``sources`` and citations.
+        example: the answerable question it answers.
+        language: the dataset's language (``en`` or ``zh``).
+        doc_of_source: source path -> dataset document id (see :func:`is_gold_doc`).
+
+    Returns:
+        The :data:`BREAKDOWN_FLAGS`: ``gold_retrieved`` (a retrieved chunk is
+        answer-holding or from the gold document), ``gold_in_prompt`` (an answer-holding
+        chunk was among the sources packed into the prompt), ``answer_contained`` (a
+        reference answer appears in the answer, normalized as the metrics do),
+        ``refused`` and ``cited_gold`` (a citation points at an answer-holding chunk).
+    """
+
+    def holds(text: str) -> bool:
+        return metrics.evidence_matches(text, example.evidence, example.answers)
+
+    packed = set(prediction.sources)
+    text = "" if prediction.refused else strip_markers(prediction.answer)
+    return {
+        "gold_retrieved": any(
+            holds(c["text"]) or is_gold_doc(c["source"], example, doc_of_source)
+            for c in prediction.retrieved
+        ),
+        "gold_in_prompt": any(
+            c["chunk_id"] in packed and holds(c["text"]) for c in prediction.retrieved
+        ),
+        "answer_contained": metrics.contains_answer(text, example.answers, language) == 1.0,
+        "refused": prediction.refused,
+        "cited_gold": any(holds(c.get("chunk_text", c["text"])) for c in prediction.citations),
+    }
+
+
+def summarize_breakdown(rows: Sequence[Mapping[str, bool]]) -> dict[str, Any]:
+    """Counts and shares of each :data:`BREAKDOWN_FLAGS` flag over some questions.
+
+    Returns:
+        ``{"n", "counts", "shares"}``; shares are None when there are no questions.
+    """
+    n = len(rows)
+    counts = {flag: sum(1 for row in rows if row[flag]) for flag in BREAKDOWN_FLAGS}
+    return {
+        "n": n,
+        "counts": counts,
+        "shares": {flag: (counts[flag] / n if n else None) for flag in BREAKDOWN_FLAGS},
+    }
+
+
 def _prediction_row(prediction: Prediction, example: QAExample) -> dict[str, Any]:
     row: dict[str, Any] = {
         "qid": example.qid,
@@ -182,7 +243,9 @@ def score_qa(
 
     Unanswerable questions count only towards the refusal rate; a refused answerable
     question scores 0. RAG strategies also get citation, faithfulness and retrieval-hit
-    scores (see :func:`grounding`).
+    scores (see :func:`grounding`), and a per-question ``breakdown`` (see
+    :func:`error_breakdown`) summed up over the answerable questions in the summary's
+    ``breakdown``.
 
     Args:
         run: the strategy's predictions.
@@ -208,6 +271,7 @@ def score_qa(
         "evidence_hit": [],
     }
     is_rag = run.name in RAG_STRATEGIES
+    breakdowns: list[dict[str, bool]] = []
     for prediction in run.predictions:
         example = examples[prediction.qid]
         row = _prediction_row(prediction, example)
@@ -232,6 +296,8 @@ def score_qa(
         if is_rag:
             fields = grounding(prediction, example, language, doc_of_source)
             row.update(fields)
+            flags = error_breakdown(prediction, example, language, doc_of_source)
+            breakdowns.append(flags)
             for name, values in grounded.items():
                 # No citations, or a refusal's faithfulness: not measured, not 0.
                 if fields.get(name) is not None:
@@ -244,6 +310,7 @@ def score_qa(
                 {"chunk_id": c["chunk_id"], "source": c["source"], "score": c["score"]}
                 for c in prediction.retrieved
             ]
+            row["breakdown"] = flags
         rows.append(row)
     answered = len(answerable_preds)
     summary_metrics: dict[str, Any] = {name: mean(values) for name, values in columns.items()}
@@ -270,6 +337,8 @@ def score_qa(
         "n_unanswerable": unanswerable,
         **costs(run),
     }
+    if is_rag:
+        summary["breakdown"] = summarize_breakdown(breakdowns)
     return ScoredStrategy(summary=summary, per_question=columns, rows=rows)
 
 

@@ -5,6 +5,8 @@
 * ``cot``: asked to reason step by step; the answer is taken from the final
   ``Answer:`` line.
 * ``rag``: the product's chain (retrieval, numbered sources, checked citations).
+* ``oracle``: the same chain given the gold passage as its only source [1] instead of
+  retrieval: the reader's ceiling, so a report separates retrieval loss from reading loss.
 * ``lora`` / ``full-ft``: closed-book with a fine-tuned copy of the generator.
 * ``lora+rag`` / ``full-ft+rag``: the fine-tuned copy inside the RAG chain.
 * ``bm25`` / ``dense`` / ``hybrid``: retrieval only, scored on rankings.
@@ -31,9 +33,18 @@ from rag.records import Answer, ChatMessage, RetrievedChunk
 
 PROMPT_STRATEGIES = ("closed-book", "few-shot", "cot")
 FINETUNE_STRATEGIES = ("lora", "full-ft", "lora+rag", "full-ft+rag")
-RAG_STRATEGIES = ("rag", "lora+rag", "full-ft+rag")
+#: Strategies that answer through the product's chain (scored on citations too).
+RAG_STRATEGIES = ("rag", "oracle", "lora+rag", "full-ft+rag")
 RETRIEVAL_STRATEGIES = ("bm25", "dense", "hybrid")
-ALL_STRATEGIES = (*PROMPT_STRATEGIES, "rag", *FINETUNE_STRATEGIES, *RETRIEVAL_STRATEGIES)
+ALL_STRATEGIES = (
+    *PROMPT_STRATEGIES,
+    "rag",
+    "oracle",
+    *FINETUNE_STRATEGIES,
+    *RETRIEVAL_STRATEGIES,
+)
+#: The chunk id of the oracle's gold passage (no catalog id is negative).
+ORACLE_CHUNK_ID = -1
 #: Chunks a retrieval strategy ranks per query (recall@100 needs 100).
 RANKING_DEPTH = 100
 
@@ -75,7 +86,8 @@ class Prediction:
     """One strategy's answer to one question, with what it cost.
 
     ``citations`` and ``retrieved`` hold ``{"chunk_id", "source", "text", "score"}``
-    dicts (RAG strategies only); ``timings`` are seconds per stage.
+    dicts and ``sources`` the chunk ids packed into the prompt (RAG strategies only);
+    ``timings`` are seconds per stage.
     """
 
     qid: str
@@ -87,6 +99,7 @@ class Prediction:
     prompt_tokens: int = 0
     output_tokens: int = 0
     raw: str = ""
+    sources: tuple[int, ...] = ()
 
 
 class Strategy(Protocol):
@@ -251,6 +264,69 @@ class RagStrategy:
         return [_rag_prediction(e.qid, a) for e, a in zip(batch, answers, strict=True)]
 
 
+def oracle_source(example: QAExample) -> RetrievedChunk | None:
+    """The gold passage of a question as the chain's source [1]; None without evidence.
+
+    Its ``chunk_id`` is :data:`ORACLE_CHUNK_ID` (no catalog chunk has it) and its
+    ``source`` the gold document's id, so the run's grounding checks recognise it.
+    """
+    if not example.evidence:
+        return None
+    return RetrievedChunk(
+        chunk_id=ORACLE_CHUNK_ID,
+        source=example.doc_id or f"gold:{example.qid}",
+        text=example.evidence,
+        page=None,
+        heading=None,
+        char_start=0,
+        char_end=len(example.evidence),
+        score=1.0,
+        rank=1,
+    )
+
+
+class OracleStrategy:
+    """The product's chain with the gold passage as the only source: the reader's ceiling.
+
+    Every question goes through :meth:`RagChain.answer_batch` with ``sources`` set, so
+    the prompt, packing, generator, stop sequences and citation check are the ``rag``
+    strategy's; only retrieval is skipped. A question without evidence (unanswerable,
+    or a dataset without passages) gets no source and meets the product's refusal.
+
+    Args:
+        name: ``oracle``.
+        chain: a chain with the run's generator.
+        max_new_tokens: the answer budget, as for ``rag``.
+
+    Raises:
+        ValueError: the chain has no generator.
+
+    Example::
+
+        oracle = OracleStrategy("oracle", chain, max_new_tokens=64)
+        oracle.answer(test_examples)[0].sources   # (ORACLE_CHUNK_ID,)
+    """
+
+    def __init__(self, name: str, chain: RagChain, *, max_new_tokens: int = 64) -> None:
+        if chain.generator is None:
+            raise ValueError("the oracle strategy needs a chain with a generator")
+        self.name = name
+        self.chain = chain
+        self.generator: Generator = chain.generator
+        self.max_new_tokens = max_new_tokens
+
+    def answer(self, batch: Sequence[QAExample]) -> list[Prediction]:
+        """One prediction per question, each answered from its gold passage alone."""
+        sources = []
+        for example in batch:
+            gold = oracle_source(example)
+            sources.append([gold] if gold is not None else [])
+        answers = self.chain.answer_batch(
+            [e.question for e in batch], max_new_tokens=self.max_new_tokens, sources=sources
+        )
+        return [_rag_prediction(e.qid, a) for e, a in zip(batch, answers, strict=True)]
+
+
 def _rag_prediction(qid: str, answer: Answer) -> Prediction:
     """A chain's Answer in the shape the run's metrics and reports read."""
     texts = {c.chunk_id: c.text for c in answer.retrieved}
@@ -275,6 +351,7 @@ def _rag_prediction(qid: str, answer: Answer) -> Prediction:
         # Nothing retrieved: the refusal was written without the generator; the run
         # records it as the raw text, as it always has.
         raw=answer.raw if answer.retrieved else answer.answer,
+        sources=answer.sources,
     )
 
 

@@ -384,9 +384,7 @@ class RagChain:
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
             raw=raw,
-            sources=(
-                tuple(c.chunk_id for c in staged.prompt.sources) if staged.prompt else ()
-            ),
+            sources=(tuple(c.chunk_id for c in staged.prompt.sources) if staged.prompt else ()),
         )
 
     def _stage(

@@ -11,9 +11,11 @@ import pytest
 
 from evals.datasets import EvalDataset, EvalDocument, QAExample
 from evals.scoring import (
+    BREAKDOWN_FLAGS,
     StrategyRun,
     compare,
     costs,
+    error_breakdown,
     grounding,
     is_gold_doc,
     mean,
@@ -164,6 +166,110 @@ def test_score_qa_rag_averages_only_measured_grounding() -> None:
     assert scored.rows[0]["citations"] == [
         {"chunk_id": 1, "source": SOURCE, "text": EVIDENCE, "score": 0.9}
     ]
+
+
+OTHER = "/corpus/00001-Other.txt"
+GOLD = _chunk(EVIDENCE, OTHER, chunk_id=1)  # answer-holding, from a copy elsewhere
+NOISE = _chunk("Badges are printed at the front desk.", OTHER, chunk_id=2)
+SAME_DOC = _chunk("The handbook has ten chapters.", SOURCE, chunk_id=3)
+
+
+def _flags(prediction: Prediction) -> dict[str, bool]:
+    return error_breakdown(prediction, ROTATE, "en", {SOURCE: "handbook", OTHER: "other"})
+
+
+def _cite(chunk: dict[str, Any]) -> dict[str, Any]:
+    return {**chunk, "chunk_text": chunk["text"]}
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        # Retrieved, packed, answered and cited: nothing lost.
+        (
+            Prediction(
+                "rotate",
+                "It is rotated Every 90 Days [1].",
+                refused=False,
+                citations=(_cite(GOLD),),
+                retrieved=(GOLD, NOISE),
+                sources=(1, 2),
+            ),
+            (True, True, True, False, True),
+        ),
+        # Retrieved but dropped when packing: lost between retrieval and the prompt.
+        (
+            Prediction(
+                "rotate",
+                "Monthly [1].",
+                refused=False,
+                citations=(_cite(NOISE),),
+                retrieved=(NOISE, GOLD),
+                sources=(2,),
+            ),
+            (True, False, False, False, False),
+        ),
+        # In the prompt, and refused: lost by the reader.
+        (
+            Prediction(
+                "rotate",
+                "The sources do not contain the answer.",
+                refused=True,
+                retrieved=(GOLD,),
+                sources=(1,),
+            ),
+            (True, True, False, True, False),
+        ),
+        # Only the gold document's other chunk retrieved: found the document, not the answer.
+        (
+            Prediction(
+                "rotate",
+                "every 90 days",
+                refused=False,
+                retrieved=(SAME_DOC,),
+                sources=(3,),
+            ),
+            (True, False, True, False, False),
+        ),
+        # Nothing retrieved: the refusal without a prompt.
+        (
+            Prediction("rotate", "The sources do not contain the answer.", refused=True),
+            (False, False, False, True, False),
+        ),
+    ],
+)
+def test_error_breakdown_flags(prediction: Prediction, expected: tuple[bool, ...]) -> None:
+    assert _flags(prediction) == dict(zip(BREAKDOWN_FLAGS, expected, strict=True))
+
+
+def test_score_qa_sums_the_breakdown_of_answerable_questions_only() -> None:
+    answered = Prediction(
+        "rotate",
+        "Every 90 days [1].",
+        refused=False,
+        citations=(_cite(GOLD),),
+        retrieved=(GOLD,),
+        sources=(1,),
+    )
+    refused = Prediction("badge", "No.", refused=True)
+    mars = Prediction("mars", "No.", refused=True)
+    scored = score_qa(_run("oracle", answered, refused, mars), EXAMPLES, DATASET, {})
+    breakdown = scored.summary["breakdown"]
+    assert breakdown["n"] == 2
+    assert breakdown["counts"] == {
+        "gold_retrieved": 1,
+        "gold_in_prompt": 1,
+        "answer_contained": 1,
+        "refused": 1,
+        "cited_gold": 1,
+    }
+    assert breakdown["shares"]["refused"] == pytest.approx(0.5)
+    assert scored.rows[0]["breakdown"]["cited_gold"] is True
+    assert "breakdown" not in scored.rows[2]  # unanswerable
+    closed = score_qa(_run("closed-book", refused), EXAMPLES, DATASET, {})
+    assert "breakdown" not in closed.summary and "breakdown" not in closed.rows[0]
+    empty = score_qa(_run("rag", mars), EXAMPLES, DATASET, {}).summary["breakdown"]
+    assert empty["n"] == 0 and set(empty["shares"].values()) == {None}
 
 
 def test_score_retrieval_collapses_chunks_to_documents() -> None:

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import pytest
 
 from evals.datasets import QAExample
-from evals.strategies import PromptStrategy, RagStrategy, RetrievalStrategy
+from evals.strategies import (
+    ORACLE_CHUNK_ID,
+    OracleStrategy,
+    PromptStrategy,
+    RagStrategy,
+    RetrievalStrategy,
+    oracle_source,
+)
 from rag.chain import RagChain
 from rag.config import Settings
 from rag.records import Answer, ChatMessage, RetrievedChunk
@@ -202,6 +209,69 @@ def test_rag_strategy_batches_only_questions_with_sources(
 def test_rag_strategy_needs_a_generator(settings: Settings, kbs: KnowledgeBases) -> None:
     with pytest.raises(ValueError, match="generator"):
         RagStrategy("rag", make_chain(settings, kbs, None))
+
+
+class CountingRetriever(TableRetriever):
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def retrieve(
+        self, query: str, *, k: int, filters: RetrievalFilter | None = None
+    ) -> list[RetrievedChunk]:
+        self.queries.append(query)
+        return super().retrieve(query, k=k, filters=filters)
+
+
+def test_oracle_gives_the_gold_passage_as_the_only_source(
+    settings: Settings, kbs: KnowledgeBases
+) -> None:
+    generator = BatchRecordingGenerator("Every 90 days [1].")
+    retriever = CountingRetriever()
+    chain = make_chain(settings, kbs, generator)
+    chain = RagChain(
+        reader=chain.reader,
+        embedder=chain.embedder,
+        generator=generator,
+        settings=settings,
+        retriever_factory=lambda mode: retriever,
+    )
+    gold = "Keys are rotated every 90 days by the security team."
+    keys = QAExample(
+        "k", "How often is the signing key rotated?", ("every 90 days",), "handbook", gold
+    )
+    mars = QAExample("m", "What is the capital of Mars?", (), answerable=False)
+
+    answered, refused = OracleStrategy("oracle", chain, max_new_tokens=48).answer([keys, mars])
+
+    assert retriever.queries == []  # nothing retrieved, for either question
+    [[call]] = generator.batches
+    [user] = call.messages
+    # The product's own prompt with the passage as [1] and no other source.
+    rag_prompt = chain.build_prompt(keys.question, [oracle_source(keys)])  # type: ignore[list-item]
+    assert call.messages == rag_prompt.messages
+    assert user.content.startswith(f"[1] (handbook) {gold}\n\nAnswer the question")
+    assert "[2]" not in user.content and KEYS.text not in user.content
+    assert user.content.endswith("Question: How often is the signing key rotated?")
+    assert "\nQuestion:" in call.stop and call.max_new_tokens == 48
+    assert answered.sources == (ORACLE_CHUNK_ID,) and not answered.refused
+    assert answered.retrieved == (
+        {"chunk_id": ORACLE_CHUNK_ID, "source": "handbook", "score": 1.0, "text": gold},
+    )
+    assert answered.citations[0]["chunk_id"] == ORACLE_CHUNK_ID
+    assert answered.timings["retrieve"] == 0.0
+    # No evidence: no source, so the product's refusal without the generator.
+    assert refused.refused and "do not contain" in refused.answer and refused.sources == ()
+    assert oracle_source(mars) is None
+    with pytest.raises(ValueError, match="generator"):
+        OracleStrategy("oracle", make_chain(settings, kbs, None))
+
+
+def test_rag_prediction_carries_the_packed_sources(settings: Settings, kbs: KnowledgeBases) -> None:
+    chain = make_chain(settings, kbs, RecordingGenerator("Every 90 days [1]."))
+    [prediction] = RagStrategy("rag", chain, k=1).answer(
+        [example("q", "How often is the signing key rotated?", "90 days")]
+    )
+    assert prediction.sources == (11,)
 
 
 def test_prompt_strategy_closed_few_shot_and_cot() -> None:
