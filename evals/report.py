@@ -28,6 +28,14 @@ _QA_COLUMNS = (
     ("refusal_rate_unanswerable", "Refuses unans."),
     ("false_refusal_rate", "Refuses ans."),
 )
+#: The error breakdown's flags (see :func:`evals.scoring.error_breakdown`) and titles.
+BREAKDOWN_COLUMNS = (
+    ("gold_retrieved", "Gold retrieved"),
+    ("gold_in_prompt", "Gold in prompt"),
+    ("answer_contained", "Answer contained"),
+    ("refused", "Refused"),
+    ("cited_gold", "Cited gold"),
+)
 _RETRIEVAL_COLUMNS = (
     ("ndcg@10", "nDCG@10"),
     ("recall@5", "Recall@5"),
@@ -137,6 +145,24 @@ def markdown(report: dict[str, Any]) -> str:
         "(within noise on these questions).",
         "",
     ]
+    breakdown = breakdown_table(report)
+    if breakdown:
+        titles = ["Strategy", "n", *(t for _, t in BREAKDOWN_COLUMNS)]
+        lines += [
+            "## Error breakdown (answerable questions)",
+            "",
+            "| " + " | ".join(titles) + " |",
+            "|" + "---|" * len(titles),
+        ]
+        lines += ["| " + " | ".join(str(row[t]) for t in titles) + " |" for row in breakdown]
+        lines += [
+            "",
+            "Questions (share) whose answer-holding chunk was retrieved, packed into the "
+            "prompt, whose answer contains a reference answer, that were refused, and that "
+            "cite an answer-holding chunk. `oracle` gives the gold passage as the only "
+            "source: its losses are reading losses; the rest of `rag`'s are retrieval's.",
+            "",
+        ]
     notes = _comparison_notes(report, main)
     if notes:
         lines += ["## Differences to the best", "", *notes, ""]
@@ -185,6 +211,27 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def breakdown_table(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The error breakdown of a run as table rows, one per answering strategy.
+
+    Each row has ``Strategy``, ``n`` (answerable questions) and, per flag of
+    :data:`BREAKDOWN_COLUMNS` by title, ``count (share %)``. Empty for runs without a
+    breakdown (ranking runs, prompt-only strategies, reports written before it).
+    """
+    rows = []
+    for name, data in report["strategies"].items():
+        breakdown = data.get("breakdown")
+        if not breakdown:
+            continue
+        row = {"Strategy": name, "n": str(breakdown["n"])}
+        for key, title in BREAKDOWN_COLUMNS:
+            share = _measured(breakdown["shares"].get(key))
+            count = breakdown["counts"].get(key, 0)
+            row[title] = "–" if share is None else f"{count} ({share:.0%})"
+        rows.append(row)
+    return rows
 
 
 def _cell(data: dict[str, Any], key: str) -> str:

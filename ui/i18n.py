@@ -138,6 +138,10 @@ _STRINGS: dict[str, tuple[str, str]] = {
     ),
     # evaluations
     "eval_runs": ("Evaluation runs", "评测记录"),
+    "error_breakdown": (
+        "Where answers were lost (answerable questions)",
+        "答案在哪一步丢失（可回答的问题）",
+    ),
     "no_runs": (
         "No evaluation runs yet. Start one below or with `rag eval run`.",
         "还没有评测记录。可在下方启动，或使用 `rag eval run`。",

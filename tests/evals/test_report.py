@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from evals.errors import ReportError
-from evals.report import PLOTS, load_report, markdown, render, write_report
+from evals.report import PLOTS, breakdown_table, load_report, markdown, render, write_report
 
 
 def _qa_report() -> dict[str, Any]:
@@ -101,6 +101,37 @@ def test_markdown_table_marks_best_noise_and_training() -> None:
     assert "closed-book − rag: f1 -0.360 [-0.450, -0.270], a real difference" in text
     # Citation precision appears because one strategy has it; the others show a dash.
     assert "Cite P" in text and "| – |" in rows["closed-book"]
+
+
+def _breakdown(n: int, **counts: int) -> dict[str, Any]:
+    flags = ("gold_retrieved", "gold_in_prompt", "answer_contained", "refused", "cited_gold")
+    full = {flag: counts.get(flag, 0) for flag in flags}
+    return {"n": n, "counts": full, "shares": {f: c / n if n else None for f, c in full.items()}}
+
+
+def test_markdown_has_the_error_breakdown_of_answering_strategies() -> None:
+    report = _qa_report()
+    assert "Error breakdown" not in markdown(report) and breakdown_table(report) == []
+    report["strategies"]["rag"]["breakdown"] = _breakdown(
+        10, gold_retrieved=9, gold_in_prompt=8, answer_contained=4, refused=3, cited_gold=5
+    )
+    oracle = json.loads(json.dumps(report["strategies"]["closed-book"]))
+    oracle["breakdown"] = _breakdown(
+        10, gold_retrieved=10, gold_in_prompt=10, answer_contained=7, refused=1, cited_gold=9
+    )
+    report["strategies"]["oracle"] = oracle
+    report["strategies"]["empty"] = {**oracle, "breakdown": _breakdown(0)}
+    lines = markdown(report).splitlines()
+    start = lines.index("## Error breakdown (answerable questions)")
+    assert lines[start + 2 : start + 7] == [
+        "| Strategy | n | Gold retrieved | Gold in prompt | Answer contained | Refused "
+        "| Cited gold |",
+        "|---|---|---|---|---|---|---|",
+        "| rag | 10 | 9 (90%) | 8 (80%) | 4 (40%) | 3 (30%) | 5 (50%) |",
+        "| oracle | 10 | 10 (100%) | 10 (100%) | 7 (70%) | 1 (10%) | 9 (90%) |",
+        "| empty | 0 | – | – | – | – | – |",
+    ]
+    assert [row["Strategy"] for row in breakdown_table(report)] == ["rag", "oracle", "empty"]
 
 
 def test_retrieval_report_has_ranking_columns_and_no_cost_plot(tmp_path: Path) -> None:

@@ -229,7 +229,28 @@ def test_evaluations_page_lists_runs_and_opens_a_report(home: Path, tmp_path: Pa
         "main_metric": "f1",
         "strategies": {
             "closed-book": {"metrics": {"f1": 0.1, "em": 0.0}, "latency": {}},
-            "rag": {"metrics": {"f1": 0.5, "em": 0.25}, "latency": {}, "best": True},
+            "rag": {
+                "metrics": {"f1": 0.5, "em": 0.25},
+                "latency": {},
+                "best": True,
+                "breakdown": {
+                    "n": 8,
+                    "counts": {
+                        "gold_retrieved": 8,
+                        "gold_in_prompt": 6,
+                        "answer_contained": 4,
+                        "refused": 2,
+                        "cited_gold": 3,
+                    },
+                    "shares": {
+                        "gold_retrieved": 1.0,
+                        "gold_in_prompt": 0.75,
+                        "answer_contained": 0.5,
+                        "refused": 0.25,
+                        "cited_gold": 0.375,
+                    },
+                },
+            },
         },
     }
     write_report(report, out)
@@ -250,6 +271,11 @@ def test_evaluations_page_lists_runs_and_opens_a_report(home: Path, tmp_path: Pa
     assert at.dataframe[0].value["name"].tolist() == ["tiny"]
     table = "\n".join(m.value for m in at.markdown)
     assert "| **rag** | 0.500 |" in table and "| closed-book | 0.100 |" in table
+    assert "Where answers were lost" in [h.value for h in at.subheader][-1]
+    breakdown = at.dataframe[1].value
+    assert breakdown["Strategy"].tolist() == ["rag"]
+    assert breakdown["Gold in prompt"].tolist() == ["6 (75%)"]
+    assert breakdown["Cited gold"].tolist() == ["3 (38%)"]
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download report.json", "Download report.md"]

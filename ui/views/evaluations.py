@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 
 from evals.errors import ReportError
-from evals.report import PLOTS, load_report, markdown
+from evals.report import PLOTS, breakdown_table, load_report, markdown
 from evals.strategies import ALL_STRATEGIES
 from rag.store.eval_runs import EvalRunRecord, EvalRuns
 from ui.i18n import Language, tr
@@ -51,6 +51,10 @@ def _show_run(run: EvalRunRecord, lang: Language) -> None:
     # report.md without its image links (the plots are shown from their files below).
     text = "\n".join(line for line in markdown(report).splitlines() if not line.startswith("!["))
     st.markdown(text)
+    breakdown = breakdown_table(report)
+    if breakdown:
+        st.subheader(tr("error_breakdown", lang))
+        st.dataframe(breakdown, hide_index=True)
     columns = st.columns(len(PLOTS))
     for column, plot in zip(columns, PLOTS, strict=True):
         if (folder / plot).is_file():
