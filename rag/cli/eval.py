@@ -95,8 +95,9 @@ def eval_run(
         str,
         typer.Option(
             "--strategies",
-            help="Comma-separated: closed-book, few-shot, cot, rag, lora, full-ft, lora+rag, "
-            "full-ft+rag; bm25, dense, hybrid for retrieval datasets.",
+            help="Comma-separated: closed-book, few-shot, cot, rag, oracle (the gold passage "
+            "as the only source), lora, full-ft, lora+rag, full-ft+rag; bm25, dense, hybrid "
+            "for retrieval datasets.",
         ),
     ] = "closed-book,few-shot,rag",
     kb: Annotated[

@@ -125,18 +125,35 @@ def test_squad_run_scores_closed_book_few_shot_and_rag(
     # The typed report is report.json's data, plus the run's id in the catalog.
     assert json.loads(json.dumps(report.to_dict(), default=str)) == {**data, "run_id": row.id}
 
-    # A second run on the same documents reuses the knowledge base.
-    runner.run(
+    # Every answering strategy's rows carry the breakdown, summed up in its summary.
+    breakdown = rag["breakdown"]
+    assert breakdown["n"] == 20
+    assert breakdown["counts"]["answer_contained"] == sum(
+        r["breakdown"]["answer_contained"] for r in rows
+    )
+    # The exact reader answers whenever the answer's chunk is in its prompt.
+    assert breakdown["shares"]["answer_contained"] == pytest.approx(answered)
+    assert breakdown["counts"]["gold_in_prompt"] >= breakdown["counts"]["answer_contained"]
+    assert "## Error breakdown" in (tmp_path / "run" / "report.md").read_text("utf-8")
+
+    # A second run on the same documents reuses the knowledge base; the oracle reads the
+    # gold paragraph alone, so the exact reader answers every answerable question.
+    again = runner.run(
         RunConfig(
             dataset=f"squad:{tiny_squad}",
             out=tmp_path / "again",
-            strategies=("rag",),
+            strategies=("rag", "oracle"),
             articles=4,
             questions=9,
-            unanswerable=0,
+            unanswerable=2,
         )
     )
     assert len(indexer.calls) == 1
+    oracle = again.strategies["oracle"]
+    assert oracle["metrics"]["em"] == 1.0 and oracle["metrics"]["refusal_rate_unanswerable"] == 1.0
+    assert oracle["breakdown"]["shares"]["gold_in_prompt"] == 1.0
+    assert oracle["breakdown"]["shares"]["cited_gold"] == 1.0
+    assert oracle["latency"]["retrieve"]["p95"] == 0.0
 
 
 def test_beir_retrieval_run_on_scifact_queries(
@@ -212,6 +229,8 @@ def test_bad_setups_fail_before_any_work_and_failures_are_recorded(
     questions.write_text('{"question": "Why?", "answer": "because"}\n', "utf-8")
     with pytest.raises(StrategyError, match="--kb"):
         runner.run(RunConfig(dataset=str(questions), out=tmp_path, strategies=("rag",)))
+    with pytest.raises(StrategyError, match="oracle strategy is not measurable"):
+        runner.run(RunConfig(dataset=str(questions), out=tmp_path, strategies=("oracle",)))
     with pytest.raises(DatasetError, match="has 5 articles"):
         runner.run(RunConfig(dataset=f"squad:{tiny_squad}", out=tmp_path, articles=9))
     # Fine-tuning needs a model we can train; the lookup reader is not one. The run is
