@@ -13,7 +13,7 @@ from rag.cli import EXIT_OK, EXIT_USAGE, app
 
 pytestmark = pytest.mark.slow
 
-EVERY_STRATEGY = "closed-book,few-shot,cot,rag,lora,full-ft,lora+rag,full-ft+rag"
+EVERY_STRATEGY = "closed-book,few-shot,cot,rag,oracle,lora,full-ft,lora+rag,full-ft+rag"
 
 
 def rag(home: Path, *args: str) -> tuple[int, str, str]:
@@ -69,10 +69,17 @@ def test_every_strategy_on_the_embedded_model(tmp_path: Path, tiny_squad: Path) 
     # lora+rag answers with the very model the lora strategy trained.
     assert tuned["lora+rag"] == lora
     assert (out / "adapters" / "lora" / "adapter_config.json").is_file()
-    for name in ("rag", "lora+rag", "full-ft+rag"):
+    for name in ("rag", "oracle", "lora+rag", "full-ft+rag"):
         grounding = report["strategies"][name]["metrics"]
         assert {"citation_precision", "citation_recall", "faithfulness"} <= set(grounding)
         assert 0.0 <= grounding["retrieval_hit@k"] <= 1.0
+        assert report["strategies"][name]["breakdown"]["n"] == 3
+    # The oracle's only source is each answerable question's gold paragraph.
+    oracle = report["strategies"]["oracle"]
+    assert oracle["metrics"]["retrieval_hit@k"] == 1.0
+    assert oracle["breakdown"]["shares"]["gold_in_prompt"] == 1.0
+    assert "breakdown" not in report["strategies"]["closed-book"]
+    assert "## Error breakdown" in (out / "report.md").read_text("utf-8")
     assert report["config"]["articles"] == 2 and report["seed"] == 13
     assert {"torch", "transformers", "peft"} <= set(report["versions"])
 
