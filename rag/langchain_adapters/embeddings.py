@@ -9,15 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 
-from rag.embed.protocol import Embedder
-
-
-def unit_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Scale rows to length 1 (inner product = cosine); all-zero rows stay zero."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    np.maximum(norms, np.float32(1e-12), out=norms)
-    # np.linalg.norm is typed as returning Any; asarray restores the array type.
-    return np.asarray(matrix / norms, dtype=np.float32)
+from rag.embed.protocol import Embedder, unit_rows
 
 
 class EmbedderEmbeddings(Embeddings):

@@ -17,6 +17,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
+from rag.embed.protocol import unit_rows
 from rag.errors import KnowledgeBaseExistsError
 from rag.langchain_adapters.checks import check_k, reject_unknown_kwargs
 from rag.langchain_adapters.documents import (
@@ -25,7 +26,7 @@ from rag.langchain_adapters.documents import (
     metadata_matches,
     stored_to_document,
 )
-from rag.langchain_adapters.embeddings import LangChainEmbedder, unit_rows
+from rag.langchain_adapters.embeddings import LangChainEmbedder
 from rag.langchain_adapters.sources import langchain_source
 from rag.store.knowledge_bases import KnowledgeBases, validate_kb_name
 from rag.store.reader import KnowledgeBaseReader
